@@ -1,0 +1,176 @@
+//! # kiln-backend
+//!
+//! Picks the burn device Kiln computes on, at run time, from a string a user can type:
+//!
+//! | spec            | device                                   | Cargo feature |
+//! |-----------------|------------------------------------------|---------------|
+//! | `cpu`, `flex`   | burn's `flex` CPU backend (rayon + SIMD) | `flex` (default) |
+//! | `wgpu`          | the best wgpu adapter                     | `wgpu` |
+//! | `vulkan`        | wgpu through Vulkan                       | `wgpu` |
+//! | `cuda`, `cuda:N`| NVIDIA GPU `N`                            | `cuda` |
+//!
+//! Asking for a device whose feature was not compiled in is an error that says which feature to enable.
+//!
+//! ```
+//! use kiln_backend::DeviceSpec;
+//! let spec: DeviceSpec = "cuda:1".parse().unwrap();
+//! assert_eq!(spec, DeviceSpec::Cuda(1));
+//! assert_eq!(spec.to_string(), "cuda:1");
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use burn::tensor::Device;
+
+/// Errors of device selection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The string names no known device.
+    #[error("unknown device `{0}`: expected one of cpu, wgpu, vulkan, cuda, cuda:N")]
+    UnknownDevice(String),
+    /// The device exists but its backend was not compiled in.
+    #[error("device `{device}` needs Kiln built with the `{feature}` Cargo feature")]
+    NotCompiled {
+        /// The device asked for.
+        device: String,
+        /// The feature that enables it.
+        feature: &'static str,
+    },
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A device as a user names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeviceSpec {
+    /// The CPU through burn's `flex` backend.
+    #[default]
+    Cpu,
+    /// The default wgpu adapter (Vulkan, Metal, DX12 or a software one).
+    Wgpu,
+    /// wgpu restricted to Vulkan.
+    Vulkan,
+    /// The CUDA device with this index.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "cpu" | "flex" => Ok(DeviceSpec::Cpu),
+            "wgpu" | "gpu" => Ok(DeviceSpec::Wgpu),
+            "vulkan" => Ok(DeviceSpec::Vulkan),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match t.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| Error::UnknownDevice(s.to_string())),
+                None => Err(Error::UnknownDevice(s.to_string())),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Wgpu => f.write_str("wgpu"),
+            DeviceSpec::Vulkan => f.write_str("vulkan"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Whether this device runs on the host CPU.
+    #[must_use]
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, DeviceSpec::Cpu)
+    }
+
+    /// The burn device for this spec.
+    ///
+    /// # Errors
+    /// [`Error::NotCompiled`] when the backend's feature is off.
+    pub fn device(&self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            DeviceSpec::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "wgpu")]
+            DeviceSpec::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(n) => Ok(Device::cuda(*n)),
+            #[allow(unreachable_patterns)]
+            other => Err(Error::NotCompiled { device: other.to_string(), feature: other.feature() }),
+        }
+    }
+
+    /// The Cargo feature that enables this device.
+    #[must_use]
+    pub fn feature(&self) -> &'static str {
+        match self {
+            DeviceSpec::Cpu => "flex",
+            DeviceSpec::Wgpu | DeviceSpec::Vulkan => "wgpu",
+            DeviceSpec::Cuda(_) => "cuda",
+        }
+    }
+
+    /// The devices this build can create.
+    #[must_use]
+    pub fn compiled() -> Vec<&'static str> {
+        let mut v = vec!["cpu"];
+        if cfg!(feature = "wgpu") {
+            v.extend(["wgpu", "vulkan"]);
+        }
+        if cfg!(feature = "cuda") {
+            v.push("cuda:N");
+        }
+        v
+    }
+}
+
+/// Parses a device string and creates the device.
+///
+/// # Errors
+/// [`Error::UnknownDevice`] or [`Error::NotCompiled`].
+pub fn device(spec: &str) -> Result<Device> {
+    spec.parse::<DeviceSpec>()?.device()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_spelling() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!(" CUDA:3 ".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("vulkan".parse::<DeviceSpec>().unwrap(), DeviceSpec::Vulkan);
+        assert!(matches!("tpu".parse::<DeviceSpec>(), Err(Error::UnknownDevice(_))));
+        assert!(matches!("cuda:x".parse::<DeviceSpec>(), Err(Error::UnknownDevice(_))));
+    }
+
+    #[test]
+    fn cpu_device_works() {
+        let d = device("cpu").unwrap();
+        let t = burn::tensor::Tensor::<1>::from_floats([1.0, 2.0], &d);
+        assert_eq!(t.sum().into_scalar::<f32>(), 3.0);
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn uncompiled_device_names_the_feature() {
+        let err = device("cuda:0").unwrap_err().to_string();
+        assert!(err.contains("`cuda` Cargo feature"), "{err}");
+    }
+}

@@ -1,0 +1,40 @@
+//! # kiln-core
+//!
+//! The burn-free vocabulary that every Kiln crate speaks. Model crates (kiln-llama, kiln-clip) implement
+//! these traits; the prompt and serving crates consume them through `Arc<dyn Trait>` without compiling a
+//! tensor library.
+//!
+//! - [`Tokenizer`]: text to ids and back, with [`HfTokenizer`] over the `tokenizers` crate.
+//! - [`TextGenerator`]: object-safe, `Send + Sync` text generation that streams decoded text and can be
+//!   cancelled through a [`CancelToken`].
+//! - [`Embedder`]: text and image embeddings.
+//! - [`ChatMessage`] with text and image [`ContentPart`]s, [`SamplingParams`], [`StopConditions`],
+//!   [`GenerationOutput`] with its [`FinishReason`], [`Usage`] and [`Timings`].
+//!
+//! ```
+//! use kiln_core::{ChatMessage, GenerationRequest, SamplingParams};
+//! let request = GenerationRequest::chat(vec![
+//!     ChatMessage::system("You are terse."),
+//!     ChatMessage::user("What is the capital of France?"),
+//! ])
+//! .with_sampling(SamplingParams::greedy())
+//! .with_max_tokens(32);
+//! assert_eq!(request.max_tokens, 32);
+//! ```
+
+mod chat;
+mod embed;
+mod error;
+mod generate;
+mod tokenizer;
+mod utf8;
+
+pub use chat::{ChatMessage, ContentPart, ImageSource, Role};
+pub use embed::{Embedder, Embedding, EmbeddingInput};
+pub use error::{Error, Result};
+pub use generate::{
+    CancelToken, FinishReason, GenerationOutput, GenerationRequest, Prompt, SamplingParams,
+    StopConditions, StreamEvent, TextGenerator, Timings, TokenLogprob, Usage,
+};
+pub use tokenizer::{HfTokenizer, Tokenizer};
+pub use utf8::IncrementalDecoder;

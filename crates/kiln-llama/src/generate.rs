@@ -1,0 +1,331 @@
+//! [`LlamaGenerator`]: a loaded model with its tokenizer and chat template, implementing kiln-core's
+//! [`TextGenerator`], plus scoring (log-probabilities and perplexity).
+
+use std::path::Path;
+use std::time::Instant;
+
+use kiln_backend::Device;
+use kiln_core::{
+    CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest, HfTokenizer,
+    IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob, Tokenizer, Usage,
+};
+
+use crate::chat_template::ChatTemplate;
+use crate::gguf::{GgufFile, tokenizer_from_gguf};
+use crate::load::{GgufWeights, HfDirectory, config_from_gguf};
+use crate::model::Llama;
+use crate::sampling::{Sampler, log_softmax};
+use crate::special::SpecialTokens;
+use crate::stop::StopMatcher;
+use crate::{Error, Result};
+
+/// A Llama-family model ready to generate: weights, tokenizer, special tokens, chat template.
+pub struct LlamaGenerator {
+    name: String,
+    model: Llama,
+    tokenizer: HfTokenizer,
+    special: SpecialTokens,
+    chat_template: Option<ChatTemplate>,
+}
+
+impl std::fmt::Debug for LlamaGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaGenerator").field("name", &self.name).field("config", &self.model.config).finish()
+    }
+}
+
+/// Whether `path` starts with the GGUF magic.
+fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+}
+
+impl LlamaGenerator {
+    /// Opens a Hugging Face directory or a `.gguf` file.
+    ///
+    /// # Errors
+    /// Errors naming the file and the problem: missing files, malformed formats, missing or
+    /// mis-shaped tensors, unsupported architectures or tensor types.
+    pub fn open(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            return Self::open_hf_dir(path, device);
+        }
+        if !path.exists() {
+            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+        }
+        let ext_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if ext_gguf || is_gguf(path) {
+            return Self::open_gguf(path, device);
+        }
+        Err(Error::NotAModel { path: path.display().to_string() })
+    }
+
+    /// Opens a Hugging Face directory.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::open`].
+    pub fn open_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let hf = HfDirectory::open(dir)?;
+        let model = Llama::load(hf.config.clone(), &hf.weights, device)?;
+        let chat_template = hf.special.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Self { name, model, tokenizer: hf.tokenizer, special: hf.special, chat_template })
+    }
+
+    /// Opens a GGUF file.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::open`].
+    pub fn open_gguf(path: &Path, device: &Device) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let config = config_from_gguf(&file)?;
+        let (tok, info) = tokenizer_from_gguf(&file)?;
+        let model = Llama::load(config.clone(), &GgufWeights::new(&file, &config), device)?;
+        let chat_template = info.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
+        let name = file
+            .opt_str("general.name")?
+            .map(str::to_string)
+            .unwrap_or_else(|| path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()));
+        let special = SpecialTokens {
+            bos_token_id: config.bos_token_id,
+            eos_token_ids: config.eos_token_ids.clone(),
+            bos_token: info.bos_token.clone(),
+            eos_token: info.eos_token.clone(),
+            chat_template: info.chat_template.clone(),
+        };
+        Ok(Self { name, model, tokenizer: HfTokenizer::new(tok), special, chat_template })
+    }
+
+    /// The network.
+    #[must_use]
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// The tokenizer.
+    #[must_use]
+    pub fn tokenizer(&self) -> &HfTokenizer {
+        &self.tokenizer
+    }
+
+    /// Special tokens and chat template.
+    #[must_use]
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    /// Token ids of a prompt: raw text is encoded with the tokenizer's special tokens (BOS), a chat is
+    /// rendered through the chat template and encoded without adding any (the template has them).
+    ///
+    /// # Errors
+    /// Template or tokenizer errors, an empty prompt, or ids outside the vocabulary.
+    pub fn encode_prompt(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let ids = match prompt {
+            Prompt::Text(t) => self.tokenizer.encode(t, true)?,
+            Prompt::Chat(messages) => {
+                let text = self.apply_template(messages, true)?;
+                self.tokenizer.encode(&text, false)?
+            }
+            Prompt::Tokens(ids) => ids.clone(),
+        };
+        let ids = if ids.is_empty() {
+            match self.special.bos_token_id {
+                Some(bos) => vec![bos],
+                None => return Err(Error::Invalid("the prompt is empty and the model has no BOS token".into())),
+            }
+        } else {
+            ids
+        };
+        self.check_ids(&ids)?;
+        Ok(ids)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let v = self.model.config.vocab_size;
+        match ids.iter().find(|&&i| i as usize >= v) {
+            Some(bad) => Err(Error::Invalid(format!("token id {bad} is outside the vocabulary (size {v})"))),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let t = self.chat_template.as_ref().ok_or_else(|| {
+            Error::ChatTemplate(format!("model `{}` ships no chat template", self.name))
+        })?;
+        t.render(messages, add_generation_prompt, self.special.bos_token.as_deref(), self.special.eos_token.as_deref())
+    }
+
+    /// Log-probabilities of a sequence under the model: `out[i] = log p(ids[i+1] | ids[..=i])`.
+    ///
+    /// # Errors
+    /// Fewer than two ids, ids outside the vocabulary, or a sequence longer than the context.
+    pub fn score_ids(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        if ids.len() < 2 {
+            return Err(Error::Invalid("scoring needs at least two tokens".into()));
+        }
+        self.check_ids(ids)?;
+        let mut cache = self.model.new_cache();
+        let logits = self.model.forward(self.model.ids_tensor(ids, 1), &mut cache)?;
+        let v = self.model.config.vocab_size;
+        let data = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))?;
+        Ok((0..ids.len() - 1)
+            .map(|i| {
+                let row = &data[i * v..(i + 1) * v];
+                log_softmax(row)[ids[i + 1] as usize]
+            })
+            .collect())
+    }
+
+    /// Tokenizes `text` (with BOS when the tokenizer adds it) and scores it.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::score_ids`].
+    pub fn score_text(&self, text: &str) -> Result<(Vec<u32>, Vec<f32>)> {
+        let ids = self.tokenizer.encode(text, true)?;
+        let lp = self.score_ids(&ids)?;
+        Ok((ids, lp))
+    }
+
+    fn last_logits(&self, ids: &[u32], cache: &mut crate::KvCache) -> Result<Vec<f32>> {
+        let logits = self.model.forward_last(self.model.ids_tensor(ids, 1), cache)?;
+        logits.into_data().try_into_vec::<f32>().map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+
+    fn logprob_entry(&self, id: u32, logits: &[f32], top: usize) -> TokenLogprob {
+        let lp = log_softmax(logits);
+        let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+        let k = top.min(order.len());
+        if k > 0 {
+            order.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+            order.truncate(k);
+            order.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
+        } else {
+            order.clear();
+        }
+        TokenLogprob {
+            id,
+            token: self.token_text(id),
+            logprob: lp[id as usize],
+            top: order.into_iter().map(|t| (t, self.token_text(t), lp[t as usize])).collect(),
+        }
+    }
+}
+
+/// Perplexity from per-token log-probabilities: `exp(-mean(logprobs))`.
+#[must_use]
+pub fn perplexity(logprobs: &[f32]) -> f64 {
+    if logprobs.is_empty() {
+        return f64::NAN;
+    }
+    let mean = logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / logprobs.len() as f64;
+    (-mean).exp()
+}
+
+impl TextGenerator for LlamaGenerator {
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn context_length(&self) -> usize {
+        self.model.config.max_position_embeddings
+    }
+
+    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> kiln_core::Result<String> {
+        Ok(self.apply_template(messages, add_generation_prompt)?)
+    }
+
+    fn generate_stream(
+        &self,
+        request: &GenerationRequest,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(StreamEvent<'_>),
+    ) -> kiln_core::Result<GenerationOutput> {
+        request.sampling.validate()?;
+        let prompt_ids = self.encode_prompt(&request.prompt)?;
+        let limit = self.context_length();
+        let needed = prompt_ids.len() + request.max_tokens;
+        if needed > limit {
+            return Err(kiln_core::Error::ContextLength { needed, limit });
+        }
+        let mut eos: Vec<u32> = if request.stop.ignore_eos { Vec::new() } else { self.special.eos_token_ids.clone() };
+        eos.extend(&request.stop.stop_token_ids);
+
+        let mut sampler = Sampler::new(request.sampling.clone());
+        let mut stop = StopMatcher::new(&request.stop.stop_strings);
+        let mut decoder = IncrementalDecoder::with_context(&prompt_ids[prompt_ids.len().saturating_sub(4)..]);
+        let mut cache = self.model.new_cache();
+        let mut context = prompt_ids.clone();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut logprobs: Vec<TokenLogprob> = Vec::new();
+
+        let t0 = Instant::now();
+        let mut logits = if request.max_tokens > 0 { self.last_logits(&prompt_ids, &mut cache)? } else { Vec::new() };
+        let prefill = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut finish = FinishReason::Length;
+        let mut decode_steps = 0usize;
+        let mut emit = |text: &str, id: u32, lp: Option<&TokenLogprob>| {
+            on_event(StreamEvent::Token { id, text, logprob: lp });
+        };
+        while generated.len() < request.max_tokens {
+            if cancel.is_cancelled() {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            let entry = request.logprobs.map(|top| (top, logits.clone()));
+            let id = sampler.sample(&mut logits, &context, &generated);
+            if eos.contains(&id) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            let lp = entry.map(|(top, raw)| self.logprob_entry(id, &raw, top));
+            generated.push(id);
+            context.push(id);
+            let piece = decoder.push(&self.tokenizer, id)?;
+            let (ready, hit) = stop.push(&piece);
+            emit(&ready, id, lp.as_ref());
+            if let Some(lp) = lp {
+                logprobs.push(lp);
+            }
+            if hit {
+                finish = FinishReason::Stop;
+                break;
+            }
+            if generated.len() >= request.max_tokens {
+                break;
+            }
+            logits = self.last_logits(&[id], &mut cache)?;
+            decode_steps += 1;
+        }
+        if finish != FinishReason::Stop || !stop.hit() {
+            let tail = decoder.flush(&self.tokenizer)?;
+            let (ready, _) = stop.push(&tail);
+            let rest = stop.finish();
+            let text = format!("{ready}{rest}");
+            if !text.is_empty() {
+                emit(&text, generated.last().copied().unwrap_or(0), None);
+            }
+        }
+        let decode = t1.elapsed().as_secs_f64();
+        let n = generated.len();
+        Ok(GenerationOutput {
+            text: stop.text().to_string(),
+            token_ids: generated,
+            prompt_ids: prompt_ids.clone(),
+            finish_reason: finish,
+            usage: Usage { prompt_tokens: prompt_ids.len(), completion_tokens: n, total_tokens: prompt_ids.len() + n },
+            // The first token comes out of the prefill; decode speed counts the forward steps after it.
+            timings: Timings::from_counts(prompt_ids.len(), prefill, decode_steps, decode),
+            logprobs: request.logprobs.map(|_| logprobs),
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! # kiln-llama
+//!
+//! The Llama family (Llama 2, 3, 3.1, 3.2, SmolLM2, TinyLlama, ...) on burn: RMSNorm, RoPE with
+//! `rope_theta` and Llama 3 scaling, grouped-query attention, SwiGLU, tied or untied embeddings and a
+//! KV cache kept outside the model.
+//!
+//! Checkpoints load from Hugging Face directories (safetensors, f32/f16/bf16, sharded or not) and from
+//! GGUF files (F32, F16, BF16, Q4_0, Q4_1, Q8_0, K-quants; tokenizer, chat template and special tokens
+//! from the metadata). [`LlamaGenerator`] implements kiln-core's [`kiln_core::TextGenerator`].
+//!
+//! ```no_run
+//! use kiln_core::{ChatMessage, GenerationRequest, SamplingParams, TextGenerator};
+//! let device = kiln_backend::device("cpu")?;
+//! let model = kiln_llama::LlamaGenerator::open("SmolLM2-135M-Instruct.Q4_1.gguf", &device)?;
+//! let out = model.generate(
+//!     &GenerationRequest::chat(vec![ChatMessage::user("What is the capital of France?")])
+//!         .with_sampling(SamplingParams::greedy())
+//!         .with_max_tokens(32),
+//! )?;
+//! println!("{}", out.text);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cache;
+mod chat_template;
+pub mod config;
+mod error;
+mod generate;
+pub mod gguf;
+pub mod load;
+pub mod model;
+pub mod sampling;
+mod special;
+mod stop;
+
+pub use cache::KvCache;
+pub use chat_template::ChatTemplate;
+pub use config::{LlamaConfig, RopeScaling};
+pub use error::{Error, Result};
+pub use generate::{LlamaGenerator, perplexity};
+pub use model::Llama;
+pub use special::SpecialTokens;
+pub use stop::StopMatcher;
