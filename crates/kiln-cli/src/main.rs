@@ -1,1 +1,289 @@
-fn main() {}
+//! `kiln`: generate, score and chat with Llama-family models from the command line.
+//!
+//! `--model` takes a Hugging Face directory or a `.gguf` file; `--device` takes `cpu`, `wgpu`,
+//! `vulkan` or `cuda:N`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use kiln_core::{
+    CancelToken, ChatMessage, GenerationRequest, Prompt, SamplingParams, StopConditions, StreamEvent,
+    TextGenerator, Tokenizer,
+};
+use kiln_llama::LlamaGenerator;
+
+#[derive(Parser)]
+#[command(name = "kiln", version, about = "Kiln: run Llama-family models (HF safetensors directories or GGUF files)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt (or an answer with --chat).
+    Generate(GenerateArgs),
+    /// Per-token log-probabilities and perplexity of a text or id sequence.
+    Score(ScoreArgs),
+    /// An interactive chat in the terminal.
+    Chat(ChatArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// A Hugging Face model directory or a .gguf file.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Device: cpu, wgpu, vulkan, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Top-k filter (0 disables).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Top-p (nucleus) filter.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Min-p filter.
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Random seed for reproducible sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when this string is generated (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+}
+
+impl SamplingArgs {
+    fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            ..SamplingParams::default()
+        }
+    }
+    fn stop(&self) -> StopConditions {
+        StopConditions { stop_strings: self.stop.clone(), stop_token_ids: Vec::new(), ignore_eos: self.ignore_eos }
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt.
+    #[arg(long, short)]
+    prompt: String,
+    /// Apply the model's chat template to the prompt as a user message.
+    #[arg(long)]
+    chat: bool,
+    /// A system message (with --chat).
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Print one JSON object (text, ids, finish reason, usage, timings) instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text to score (tokenized with the model's tokenizer, BOS added as the tokenizer does).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    text: Option<String>,
+    /// Comma-separated token ids to score.
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<u32>>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A system message.
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+fn load(args: &ModelArgs) -> Result<LlamaGenerator> {
+    let device = kiln_backend::device(&args.device).context("selecting the device")?;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    spinner.set_message(format!("loading {}", args.model.display()));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let model = LlamaGenerator::open(&args.model, &device);
+    spinner.finish_and_clear();
+    model.with_context(|| format!("loading model {}", args.model.display()))
+}
+
+fn generate(args: &GenerateArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let prompt = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(ChatMessage::system(s.clone()));
+        }
+        messages.push(ChatMessage::user(args.prompt.clone()));
+        Prompt::Chat(messages)
+    } else {
+        if args.system.is_some() {
+            bail!("--system needs --chat");
+        }
+        Prompt::Text(args.prompt.clone())
+    };
+    let request = GenerationRequest::new(prompt)
+        .with_sampling(args.sampling.sampling())
+        .with_stop(args.sampling.stop())
+        .with_max_tokens(args.sampling.max_tokens);
+    let cancel = CancelToken::new();
+    if args.json {
+        let out = model.generate_stream(&request, &cancel, &mut |_| {})?;
+        let json = serde_json::json!({
+            "model": model.model_name(),
+            "text": out.text,
+            "token_ids": out.token_ids,
+            "prompt_ids": out.prompt_ids,
+            "finish_reason": out.finish_reason.as_str(),
+            "usage": out.usage,
+            "timings": out.timings,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        let out = model.generate_stream(&request, &cancel, &mut |ev| {
+            let StreamEvent::Token { text, .. } = ev;
+            let _ = lock.write_all(text.as_bytes());
+            let _ = lock.flush();
+        })?;
+        drop(lock);
+        println!();
+        eprintln!(
+            "[{} prompt tokens, {} generated, finish: {}, prefill {:.1} tok/s, decode {:.1} tok/s]",
+            out.usage.prompt_tokens,
+            out.usage.completion_tokens,
+            out.finish_reason.as_str(),
+            out.timings.prefill_tokens_per_second,
+            out.timings.decode_tokens_per_second
+        );
+    }
+    Ok(())
+}
+
+fn score(args: &ScoreArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let ids = match (&args.text, &args.ids) {
+        (Some(t), _) => model.tokenizer().encode(t, true)?,
+        (None, Some(ids)) => ids.clone(),
+        (None, None) => bail!("give --text or --ids"),
+    };
+    let logprobs = model.score_ids(&ids)?;
+    let ppl = kiln_llama::perplexity(&logprobs);
+    if args.json {
+        println!("{}", serde_json::json!({ "ids": ids, "logprobs": logprobs, "perplexity": ppl }));
+    } else {
+        for (i, lp) in logprobs.iter().enumerate() {
+            let id = ids[i + 1];
+            let tok = model.tokenizer().decode(&[id], false).unwrap_or_default();
+            println!("{:>6} {:>10.4}  {:?}", id, lp, tok);
+        }
+        println!("perplexity: {ppl:.4} over {} tokens", logprobs.len());
+    }
+    Ok(())
+}
+
+fn chat(args: &ChatArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let mut history: Vec<ChatMessage> = Vec::new();
+    if let Some(s) = &args.system {
+        history.push(ChatMessage::system(s.clone()));
+    }
+    eprintln!("kiln chat with {} ({} tokens of context). Empty line or Ctrl-D ends; /reset clears.", model.model_name(), model.context_length());
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        eprint!("> ");
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let input = line.trim();
+        if input.is_empty() {
+            break;
+        }
+        if input == "/reset" {
+            history.retain(|m| m.role == kiln_core::Role::System);
+            continue;
+        }
+        history.push(ChatMessage::user(input));
+        let request = GenerationRequest::chat(history.clone())
+            .with_sampling(args.sampling.sampling())
+            .with_stop(args.sampling.stop())
+            .with_max_tokens(args.sampling.max_tokens);
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        let result = model.generate_stream(&request, &CancelToken::new(), &mut |ev| {
+            let StreamEvent::Token { text, .. } = ev;
+            let _ = lock.write_all(text.as_bytes());
+            let _ = lock.flush();
+        });
+        drop(lock);
+        println!();
+        match result {
+            Ok(out) => history.push(ChatMessage::assistant(out.text)),
+            Err(kiln_core::Error::ContextLength { .. }) => {
+                eprintln!("[the conversation no longer fits the context; /reset to start over]");
+                history.pop();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Generate(a) => generate(a),
+        Command::Score(a) => score(a),
+        Command::Chat(a) => chat(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

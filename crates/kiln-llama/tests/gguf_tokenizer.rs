@@ -47,10 +47,8 @@ fn read_vectors(vocab: &Path) -> Vec<(String, Vec<u32>)> {
             }
         }
     }
-    let outputs: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().expect("token id")).collect())
-        .collect();
+    let outputs: Vec<Vec<u32>> =
+        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().expect("token id")).collect()).collect();
     assert_eq!(inputs.len(), outputs.len(), "{}: input and output counts differ", vocab.display());
     inputs.into_iter().zip(outputs).collect()
 }
@@ -146,7 +144,7 @@ fn llama_bpe_special_tokens_and_bos() {
     // No add_bos_token key: llama.cpp's default for Llama 3 BPE is to add BOS.
     assert!(info.add_bos_token && !info.add_eos_token);
     assert_eq!(info.eot_token_id, Some(128009), "<|eot_id|> is found by text");
-    assert_eq!(info.eom_token_id, Some(128008), "<|eom_id|> is found by text");
+    assert_eq!(info.eom_token_id, None, "Llama 3.0 has no <|eom_id|>");
     let ids = tok.encode("Hello world", true).unwrap().get_ids().to_vec();
     assert_eq!(ids, [128000, 9906, 1917]);
     let chat = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>";

@@ -44,9 +44,9 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
     match ty {
         GgmlType::F32 => run::<4, 1>(bytes, out, |b, y| y[0] = f32::from_le_bytes(*b)),
         GgmlType::F16 => run::<2, 1>(bytes, out, |b, y| y[0] = f16::from_le_bytes(*b).to_f32()),
-        GgmlType::BF16 => run::<2, 1>(bytes, out, |b, y| {
-            y[0] = f32::from_bits(u32::from(u16::from_le_bytes(*b)) << 16)
-        }),
+        GgmlType::BF16 => {
+            run::<2, 1>(bytes, out, |b, y| y[0] = f32::from_bits(u32::from(u16::from_le_bytes(*b)) << 16))
+        }
         GgmlType::F64 => run::<8, 1>(bytes, out, |b, y| y[0] = f64::from_le_bytes(*b) as f32),
         GgmlType::I8 => run::<1, 1>(bytes, out, |b, y| y[0] = f32::from(b[0] as i8)),
         GgmlType::I16 => run::<2, 1>(bytes, out, |b, y| y[0] = f32::from(i16::from_le_bytes(*b))),

@@ -4,6 +4,8 @@
 //! element by element from the block layout in `ggml-common.h` (an indexing scheme independent of
 //! the kernels' loops), plus a few values worked out by hand.
 
+#![allow(clippy::needless_range_loop)] // element-wise reference formulas index by element
+
 use half::f16;
 
 use super::*;

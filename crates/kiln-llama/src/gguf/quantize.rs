@@ -17,7 +17,7 @@ pub const QUANTIZABLE: &[GgmlType] =
 /// blocks, is [`Error::Invalid`].
 pub fn quantize(ty: GgmlType, data: &[f32]) -> Result<Vec<u8>> {
     let bs = ty.block_size();
-    if data.len() % bs != 0 {
+    if !data.len().is_multiple_of(bs) {
         return Err(Error::Invalid(format!(
             "cannot quantize {} values to {ty}: not a multiple of the block size {bs}",
             data.len()

@@ -51,9 +51,7 @@ impl GgufTensorInfo {
     /// The number of elements (the product of the dimensions; 1 for a scalar). Saturates on
     /// overflow, which [`GgufFile::open`] rules out for the tensors it returns.
     pub fn n_elements(&self) -> usize {
-        self.dims
-            .iter()
-            .fold(1usize, |acc, &d| acc.saturating_mul(usize::try_from(d).unwrap_or(usize::MAX)))
+        self.dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(usize::try_from(d).unwrap_or(usize::MAX)))
     }
 
     /// The size of the tensor's data in bytes. Fails ([`Error::Invalid`]) when the element count
@@ -67,7 +65,7 @@ impl GgufTensorInfo {
         }
         let bs = self.ggml_type.block_size() as u64;
         let ne0 = self.dims.first().copied().unwrap_or(1);
-        if ne0 % bs != 0 {
+        if !ne0.is_multiple_of(bs) {
             return Err(Error::Invalid(format!(
                 "tensor `{}`: ne[0] = {ne0} is not a multiple of the {} block size {bs}",
                 self.name, self.ggml_type
@@ -262,9 +260,9 @@ impl GgufFile {
         let info = self.tensor_or_missing(name)?;
         let n_bytes = info.n_bytes().map_err(|e| gguf_err(&self.path, e.to_string()))?;
         let range = tensor_range(self.data_offset, info.offset, n_bytes);
-        range.and_then(|(start, end)| self.mmap.get(start..end)).ok_or_else(|| {
-            gguf_err(&self.path, format!("tensor `{name}`: data lies outside the file (truncated?)"))
-        })
+        range
+            .and_then(|(start, end)| self.mmap.get(start..end))
+            .ok_or_else(|| gguf_err(&self.path, format!("tensor `{name}`: data lies outside the file (truncated?)")))
     }
 
     /// Tensor `name` converted to `f32`, row-major in [`GgufTensorInfo::shape`] order.
@@ -431,10 +429,9 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
     let mut c = Cursor { buf, pos: 0, path };
     let magic = c.array::<4>(&|| "the magic".into())?;
     if magic != GGUF_MAGIC {
-        return Err(c.err(format!(
-            "not a GGUF file: bad magic {:?} (expected \"GGUF\")",
-            String::from_utf8_lossy(&magic)
-        )));
+        return Err(
+            c.err(format!("not a GGUF file: bad magic {:?} (expected \"GGUF\")", String::from_utf8_lossy(&magic)))
+        );
     }
     let version = c.u32(&|| "the version".into())?;
     match version {
@@ -448,10 +445,16 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
     let n_kv = c.u64(&|| "the metadata count".into())?;
     // Each tensor info takes at least 24 bytes and each key/value pair at least 13.
     if n_tensors > MAX_TENSORS || n_tensors.saturating_mul(24) > c.remaining() as u64 {
-        return Err(c.err(format!("implausible tensor count {n_tensors} for a file of {} bytes", buf.len())));
+        return Err(c.err(format!(
+            "implausible tensor count {n_tensors} for a file of {} bytes (corrupt or truncated)",
+            buf.len()
+        )));
     }
     if n_kv > MAX_KV || n_kv.saturating_mul(13) > c.remaining() as u64 {
-        return Err(c.err(format!("implausible metadata count {n_kv} for a file of {} bytes", buf.len())));
+        return Err(c.err(format!(
+            "implausible metadata count {n_kv} for a file of {} bytes (corrupt or truncated)",
+            buf.len()
+        )));
     }
 
     let mut metadata = BTreeMap::new();
@@ -487,7 +490,8 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
         })?;
         let offset = c.u64(&|| format!("the data offset of tensor `{name}`"))?;
         let info = GgufTensorInfo { name, dims, ggml_type, offset };
-        let n_elements = info.dims.iter().try_fold(1i64, |acc, &d| i64::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
+        let n_elements =
+            info.dims.iter().try_fold(1i64, |acc, &d| i64::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
         if n_elements.is_none() {
             return Err(c.err(format!("tensor `{}`: element count of dims {:?} overflows", info.name, info.dims)));
         }
@@ -514,7 +518,7 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
         )));
     }
     for t in &tensors {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(c.err(format!(
                 "tensor `{}`: data offset {} is not a multiple of the alignment {alignment}",
                 t.name, t.offset

@@ -168,9 +168,8 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
         }
     };
     let spm_default = |id: u32| if is_spm && (id as usize) < n { Some(id) } else { None };
-    let find_text = |texts: &[&str]| {
-        texts.iter().find_map(|t| tokens.iter().position(|tok| tok == t).map(|i| i as u32))
-    };
+    let find_text =
+        |texts: &[&str]| texts.iter().find_map(|t| tokens.iter().position(|tok| tok == t).map(|i| i as u32));
     let bos = token_id("tokenizer.ggml.bos_token_id", spm_default(1))?;
     let eos = token_id("tokenizer.ggml.eos_token_id", spm_default(2))?;
     let info = GgufTokenizerInfo {
@@ -209,7 +208,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
     let mut user = Vec::new();
     for (text, &ty) in tokens.iter().zip(&types) {
         match ty {
-            token_type::CONTROL | token_type::UNKNOWN => special.push(AddedToken::from(text.clone(), true).normalized(false)),
+            token_type::CONTROL | token_type::UNKNOWN => {
+                special.push(AddedToken::from(text.clone(), true).normalized(false))
+            }
             token_type::USER_DEFINED => user.push(AddedToken::from(text.clone(), false).normalized(false)),
             _ => {}
         }
@@ -327,11 +328,12 @@ fn bpe_tokenizer(
     ignore_merges: bool,
 ) -> std::result::Result<Tokenizer, String> {
     let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-    // Like llama.cpp, split each merge at the first space after its first byte. Merges whose parts
+    // Like llama.cpp, split each merge at the first space after its first character. Merges whose parts
     // or result are not in the vocabulary can never apply; they are skipped.
     let mut pairs = Vec::with_capacity(merges.len());
     for m in merges {
-        let Some(pos) = m.get(1..).and_then(|rest| rest.find(' ')).map(|p| p + 1) else { continue };
+        let first = m.chars().next().map_or(0, char::len_utf8);
+        let Some(pos) = m.get(first..).and_then(|rest| rest.find(' ')).map(|p| p + first) else { continue };
         let (left, right) = (&m[..pos], &m[pos + 1..]);
         if vocab.contains_key(left) && vocab.contains_key(right) && vocab.contains_key(&format!("{left}{right}")) {
             pairs.push((left.to_owned(), right.to_owned()));

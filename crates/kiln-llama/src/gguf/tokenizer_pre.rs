@@ -22,8 +22,7 @@ pub(crate) struct PreTokenizerConfig {
 const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 /// Llama 3's regex (also DBRX, Smaug, ChatGLM4).
-const LLAMA3: &str =
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Qwen 2's regex (single digits).
 const QWEN2: &str =
@@ -83,9 +82,9 @@ pub(crate) fn pre_tokenizer_config(pre: Option<&str>) -> Option<PreTokenizerConf
         "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva-7b" => {
             cfg(&[r"\p{N}", GPT2], false, false)
         }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0"
-        | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais"
-        | "trillion" | "exaone4" => cfg(&[GPT2], false, false),
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
+        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "trillion"
+        | "exaone4" => cfg(&[GPT2], false, false),
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "megrez" | "hunyuan" => {
             cfg(&[QWEN2], false, false)
         }
@@ -113,8 +112,20 @@ mod tests {
     #[test]
     fn every_regex_compiles_with_fancy_regex() {
         let names = [
-            "default", "llama-bpe", "dbrx", "glm4", "deepseek-llm", "deepseek-coder", "falcon", "smollm", "gpt-2",
-            "qwen2", "poro-chat", "viking", "tekken", "gpt-4o",
+            "default",
+            "llama-bpe",
+            "dbrx",
+            "glm4",
+            "deepseek-llm",
+            "deepseek-coder",
+            "falcon",
+            "smollm",
+            "gpt-2",
+            "qwen2",
+            "poro-chat",
+            "viking",
+            "tekken",
+            "gpt-4o",
         ];
         for name in names {
             let cfg = pre_tokenizer_config(Some(name)).unwrap();

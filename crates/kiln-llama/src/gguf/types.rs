@@ -196,7 +196,7 @@ impl GgmlType {
     /// of blocks or the size overflows.
     pub fn bytes_for(self, n_elements: usize) -> Option<usize> {
         let bs = self.block_size();
-        if n_elements % bs != 0 {
+        if !n_elements.is_multiple_of(bs) {
             return None;
         }
         (n_elements / bs).checked_mul(self.type_size())

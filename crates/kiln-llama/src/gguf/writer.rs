@@ -92,7 +92,7 @@ impl GgufWriter {
             )));
         }
         let ne0 = shape.last().copied().unwrap_or(1);
-        if ne0 % ty.block_size() != 0 {
+        if !ne0.is_multiple_of(ty.block_size()) {
             return Err(Error::Invalid(format!(
                 "tensor `{name}`: last dimension {ne0} is not a multiple of the {ty} block size {}",
                 ty.block_size()
@@ -110,7 +110,7 @@ impl GgufWriter {
         }
         let n: usize = shape.iter().product();
         let ne0 = shape.last().copied().unwrap_or(1);
-        let expected = if ne0 % ty.block_size() == 0 { ty.bytes_for(n) } else { None };
+        let expected = if ne0.is_multiple_of(ty.block_size()) { ty.bytes_for(n) } else { None };
         if expected != Some(bytes.len()) {
             return Err(Error::Invalid(format!(
                 "tensor `{name}`: {} bytes do not hold a {ty} tensor of shape {shape:?}",
