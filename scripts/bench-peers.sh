@@ -22,6 +22,8 @@
 #   MAX_BUSY     warn if other work keeps the CPUs more than this % busy just before the run
 #                (measured from /proc/stat over 2 s; default 10)
 #   WAIT_IDLE    wait up to this many seconds for the CPUs to go idle first (default 0)
+#   ATTEMPTS     run up to this many times until a run is not contended (default 1); the last
+#                run's results are kept
 # On a 2-core machine anything else running (a cargo build) skews the numbers: the share of CPU
 # time taken by other work before and during the run is recorded in the meta file ("contended")
 # and a warning is printed when it is above MAX_BUSY.
@@ -34,6 +36,7 @@ THREADS="${THREADS:-2}"
 REPS="${REPS:-3}"
 MAX_BUSY="${MAX_BUSY:-10}"
 WAIT_IDLE="${WAIT_IDLE:-0}"
+ATTEMPTS="${ATTEMPTS:-1}"
 OUT="$CACHE/bench"
 
 log() { printf '[bench-peers] %s\n' "$*" >&2; }
@@ -55,38 +58,40 @@ a = [int(x) for x in sys.argv[1].split()[1:]]; b = [int(x) for x in sys.argv[2].
 d = [y - x for x, y in zip(a, b)]; idle = d[3] + d[4]
 print(round(100 * (sum(d) - idle) / max(sum(d), 1)))' "$a" "$b"
 }
-BUSY=$(busy_pct); waited=0
-while [ "$BUSY" -gt "$MAX_BUSY" ] && [ "$waited" -lt "$WAIT_IDLE" ]; do
-  sleep 8; waited=$((waited + 10)); BUSY=$(busy_pct)
-done
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-if [ "$BUSY" -gt "$MAX_BUSY" ]; then
-  log "WARNING: the CPUs are ${BUSY}% busy with other work (load $LOAD_BEFORE, $(nproc) CPUs): the numbers will be low"
-fi
-
 CMD=("$BENCH" -m "$MODEL" -t "$THREADS" -ngl 0 -p 512,64 -n 128 -r "$REPS")
 [ "${NO_WARMUP:-0}" = 1 ] && CMD+=(--no-warmup)
 # shellcheck disable=SC2206
 [ -n "${EXTRA_ARGS:-}" ] && CMD+=($EXTRA_ARGS)
-log "running: ${CMD[*]} -o json"
-STAT_BEFORE=$(head -1 /proc/stat)
-TIMEFORMAT='%U %S'
-{ time "${CMD[@]}" -o json >"$OUT/llama-bench.json.tmp" 2>"$OUT/llama-bench.log" ; } 2>"$OUT/llama-bench.cputime" \
-  || { cat "$OUT/llama-bench.log" >&2; rm -f "$OUT/llama-bench.json.tmp"; log "llama-bench failed"; exit 1; }
-STAT_AFTER=$(head -1 /proc/stat)
-mv "$OUT/llama-bench.json.tmp" "$OUT/llama-bench.json"
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-# CPU time that went to anything but llama-bench during the run, as % of all CPU time.
-OTHER=$(python3 -c '
+
+for attempt in $(seq 1 "$ATTEMPTS"); do
+  BUSY=$(busy_pct); waited=0
+  while [ "$BUSY" -gt "$MAX_BUSY" ] && [ "$waited" -lt "$WAIT_IDLE" ]; do
+    sleep 8; waited=$((waited + 10)); BUSY=$(busy_pct)
+  done
+  LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+  if [ "$BUSY" -gt "$MAX_BUSY" ]; then
+    log "WARNING: the CPUs are ${BUSY}% busy with other work (load $LOAD_BEFORE, $(nproc) CPUs): the numbers will be low"
+  fi
+
+  log "running (attempt $attempt/$ATTEMPTS): ${CMD[*]} -o json"
+  STAT_BEFORE=$(head -1 /proc/stat)
+  TIMEFORMAT='%U %S'
+  { time "${CMD[@]}" -o json >"$OUT/llama-bench.json.tmp" 2>"$OUT/llama-bench.log" ; } 2>"$OUT/llama-bench.cputime" \
+    || { cat "$OUT/llama-bench.log" >&2; rm -f "$OUT/llama-bench.json.tmp"; log "llama-bench failed"; exit 1; }
+  STAT_AFTER=$(head -1 /proc/stat)
+  mv "$OUT/llama-bench.json.tmp" "$OUT/llama-bench.json"
+  LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+  # CPU time that went to anything but llama-bench during the run, as % of all CPU time.
+  OTHER=$(python3 -c '
 import sys
 a = [int(x) for x in sys.argv[1].split()[1:]]; b = [int(x) for x in sys.argv[2].split()[1:]]
 d = [y - x for x, y in zip(a, b)]; hz = float(sys.argv[4])
 own = sum(float(x) for x in sys.argv[3].split()) * hz
 print(max(0, round(100 * (sum(d) - d[3] - d[4] - own) / max(sum(d), 1))))' \
-  "$STAT_BEFORE" "$STAT_AFTER" "$(tail -1 "$OUT/llama-bench.cputime")" "$(getconf CLK_TCK)")
-if [ "$OTHER" -gt "$MAX_BUSY" ]; then
-  log "WARNING: other work took ${OTHER}% of the CPUs during the run: these numbers are contended; rerun on an idle machine"
-fi
+    "$STAT_BEFORE" "$STAT_AFTER" "$(tail -1 "$OUT/llama-bench.cputime")" "$(getconf CLK_TCK)")
+  [ "$OTHER" -le "$MAX_BUSY" ] && [ "$BUSY" -le "$MAX_BUSY" ] && break
+  log "WARNING: other work took ${OTHER}% of the CPUs during the run: these numbers are contended"
+done
 
 CPU_MODEL=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 python3 - "$OUT" "$CPU_MODEL" "$MAX_BUSY" "$BUSY" "$OTHER" "$LOAD_BEFORE" "$LOAD_AFTER" "$THREADS" "$REPS" "${CMD[@]}" <<'PY'

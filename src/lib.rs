@@ -1,1 +1,39 @@
-//! Kiln facade
+//! # Kiln
+//!
+//! Reusable Rust libraries that take LLaMA-family models into production. This facade re-exports the
+//! workspace crates behind Cargo features, so a user takes only the pieces they need:
+//!
+//! | module            | crate          | feature          |
+//! |-------------------|----------------|------------------|
+//! | [`core`]          | kiln-core      | always (no burn) |
+//! | `backend`         | kiln-backend   | `llama`          |
+//! | `llama`           | kiln-llama     | `llama` (default)|
+//!
+//! GPU backends: `wgpu` (Vulkan, Metal, DX12, or Mesa's software Vulkan) and `cuda`.
+//! The prompt, LoRA, CLIP and serving crates join the facade under the features `prompt`, `lora`,
+//! `clip` and `serve` as they land.
+//!
+//! ```no_run
+//! # #[cfg(feature = "llama")] {
+//! use std::sync::Arc;
+//! use kiln::core::{ChatMessage, GenerationRequest, SamplingParams, TextGenerator};
+//!
+//! let device = kiln::backend::device("cpu")?;
+//! let model: Arc<dyn TextGenerator> =
+//!     Arc::new(kiln::llama::LlamaGenerator::open("SmolLM2-135M-Instruct.Q4_1.gguf", &device)?);
+//! let answer = model.generate(
+//!     &GenerationRequest::chat(vec![ChatMessage::user("What is the capital of France?")])
+//!         .with_sampling(SamplingParams::greedy()),
+//! )?;
+//! println!("{}", answer.text);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use kiln_core as core;
+
+#[cfg(feature = "llama")]
+pub use kiln_backend as backend;
+
+#[cfg(feature = "llama")]
+pub use kiln_llama as llama;

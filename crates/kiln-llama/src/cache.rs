@@ -50,12 +50,11 @@ impl KvCache {
             return;
         }
         for layer in self.layers.iter_mut() {
-            if let Some((k, v)) = layer.take() {
-                if len > 0 {
+            if let Some((k, v)) = layer.take()
+                && len > 0 {
                     let [b, h, _, d] = k.dims();
                     *layer = Some((k.slice([0..b, 0..h, 0..len, 0..d]), v.slice([0..b, 0..h, 0..len, 0..d])));
                 }
-            }
         }
         self.len = len;
     }

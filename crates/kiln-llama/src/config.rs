@@ -96,27 +96,26 @@ impl LlamaConfig {
                 return err(format!("`{name}` must be positive"));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return err(format!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return err(format!("`head_dim` ({}) must be even for RoPE", self.head_dim));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return err(format!("`rope_theta` must be positive, got {}", self.rope_theta));
         }
-        if let RopeScaling::Factors(f) = &self.rope_scaling {
-            if f.len() != self.head_dim / 2 {
+        if let RopeScaling::Factors(f) = &self.rope_scaling
+            && f.len() != self.head_dim / 2 {
                 return err(format!(
                     "rope frequency factors have {} entries, expected head_dim/2 = {}",
                     f.len(),
                     self.head_dim / 2
                 ));
             }
-        }
         Ok(())
     }
 
@@ -237,14 +236,13 @@ impl HfLlamaConfig {
                 supported: "llama".to_string(),
             });
         }
-        if let Some(act) = self.hidden_act.as_deref() {
-            if act != "silu" {
+        if let Some(act) = self.hidden_act.as_deref()
+            && act != "silu" {
                 return Err(Error::Config {
                     path: path.to_string(),
                     message: format!("`hidden_act` = {act:?} is not supported (only \"silu\")"),
                 });
             }
-        }
         if self.num_attention_heads == 0 {
             return Err(Error::Config {
                 path: path.to_string(),

@@ -72,11 +72,10 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
     let bos_token_id = token_id("tokenizer.ggml.bos_token_id")?;
     let mut eos_token_ids = Vec::new();
     for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-        if let Some(id) = token_id(k)? {
-            if !eos_token_ids.contains(&id) {
+        if let Some(id) = token_id(k)?
+            && !eos_token_ids.contains(&id) {
                 eos_token_ids.push(id);
             }
-        }
     }
     let cfg = LlamaConfig {
         vocab_size,

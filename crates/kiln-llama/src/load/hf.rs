@@ -96,11 +96,10 @@ impl HfDirectory {
         if let Some(gc) = read_json(&dir.join("generation_config.json"))? {
             match gc.get("eos_token_id") {
                 Some(serde_json::Value::Number(n)) => {
-                    if let Some(id) = n.as_u64().and_then(|v| u32::try_from(v).ok()) {
-                        if !config.eos_token_ids.contains(&id) {
+                    if let Some(id) = n.as_u64().and_then(|v| u32::try_from(v).ok())
+                        && !config.eos_token_ids.contains(&id) {
                             config.eos_token_ids.push(id);
                         }
-                    }
                 }
                 Some(serde_json::Value::Array(a)) => {
                     for id in a.iter().filter_map(|v| v.as_u64()).filter_map(|v| u32::try_from(v).ok()) {
@@ -113,11 +112,10 @@ impl HfDirectory {
             }
         }
         use kiln_core::Tokenizer as _;
-        if let Some(eos) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t)) {
-            if !config.eos_token_ids.contains(&eos) {
+        if let Some(eos) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
+            && !config.eos_token_ids.contains(&eos) {
                 config.eos_token_ids.push(eos);
             }
-        }
         let special = SpecialTokens {
             bos_token_id: config.bos_token_id,
             eos_token_ids: config.eos_token_ids.clone(),

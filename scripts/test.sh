@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Kiln's test command (the README's, and what CI runs): fetch the real assets the tests read, then
+# formatting, lints and the whole workspace's tests in release mode (the model tests are compute-bound).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/fetch-assets.sh >/dev/null
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo test --workspace --release
