@@ -13,9 +13,15 @@ use kiln::llama::LlamaGenerator;
 fn asset() -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln")
+        });
     let p = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-assets.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-assets.sh first",
+        p.display()
+    );
     p
 }
 
@@ -32,8 +38,12 @@ fn bench(c: &mut Criterion) {
         g.bench_function(n.to_string(), |b| {
             b.iter(|| {
                 let mut cache = llama.new_cache();
-                black_box(llama.forward_last(llama.ids_tensor(&ids[..n], 1), &mut cache).expect("forward"))
-                    .into_data();
+                black_box(
+                    llama
+                        .forward_last(llama.ids_tensor(&ids[..n], 1), &mut cache)
+                        .expect("forward"),
+                )
+                .into_data();
             })
         });
     }
@@ -43,10 +53,14 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Elements(1));
     let mut cache = llama.new_cache();
-    llama.forward_last(llama.ids_tensor(&ids[..128], 1), &mut cache).expect("prefill");
+    llama
+        .forward_last(llama.ids_tensor(&ids[..128], 1), &mut cache)
+        .expect("prefill");
     g.bench_function("at_128", |b| {
         b.iter(|| {
-            let out = llama.forward_last(llama.ids_tensor(&[42], 1), &mut cache).expect("decode");
+            let out = llama
+                .forward_last(llama.ids_tensor(&[42], 1), &mut cache)
+                .expect("decode");
             black_box(out.into_data());
             cache.truncate(128);
         })

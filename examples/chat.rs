@@ -5,12 +5,16 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use kiln::core::{CancelToken, ChatMessage, GenerationRequest, SamplingParams, StreamEvent, TextGenerator};
+use kiln::core::{
+    CancelToken, ChatMessage, GenerationRequest, SamplingParams, StreamEvent, TextGenerator,
+};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let model_path = args.next().context("usage: chat MODEL [QUESTION]")?;
-    let question = args.next().unwrap_or_else(|| "What is the capital of France?".to_string());
+    let question = args
+        .next()
+        .unwrap_or_else(|| "What is the capital of France?".to_string());
     let device = kiln::backend::device("cpu")?;
     let model = kiln::llama::LlamaGenerator::open(&model_path, &device)?;
     let request = GenerationRequest::chat(vec![ChatMessage::user(question)])
@@ -21,6 +25,9 @@ fn main() -> Result<()> {
         print!("{text}");
         let _ = std::io::stdout().flush();
     })?;
-    println!("\n[{} tokens, {:.1} tok/s]", out.usage.completion_tokens, out.timings.decode_tokens_per_second);
+    println!(
+        "\n[{} tokens, {:.1} tok/s]",
+        out.usage.completion_tokens, out.timings.decode_tokens_per_second
+    );
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln::core::{
-    CancelToken, FinishReason, GenerationRequest, Prompt, SamplingParams, StopConditions, StreamEvent,
-    TextGenerator,
+    CancelToken, FinishReason, GenerationRequest, Prompt, SamplingParams, StopConditions,
+    StreamEvent, TextGenerator,
 };
 
 fn model() -> Arc<dyn TextGenerator> {
@@ -17,8 +17,16 @@ fn model() -> Arc<dyn TextGenerator> {
 
 fn request(max_tokens: usize) -> GenerationRequest {
     GenerationRequest::new(Prompt::Text("the bread".into()))
-        .with_sampling(SamplingParams { temperature: 0.8, seed: Some(3), top_k: 40, ..SamplingParams::default() })
-        .with_stop(StopConditions { ignore_eos: true, ..StopConditions::default() })
+        .with_sampling(SamplingParams {
+            temperature: 0.8,
+            seed: Some(3),
+            top_k: 40,
+            ..SamplingParams::default()
+        })
+        .with_stop(StopConditions {
+            ignore_eos: true,
+            ..StopConditions::default()
+        })
         .with_max_tokens(max_tokens)
         .with_logprobs(3)
 }

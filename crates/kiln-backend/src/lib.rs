@@ -110,7 +110,10 @@ impl DeviceSpec {
             #[cfg(feature = "cuda")]
             DeviceSpec::Cuda(n) => Ok(Device::cuda(*n)),
             #[allow(unreachable_patterns)]
-            other => Err(Error::NotCompiled { device: other.to_string(), feature: other.feature() }),
+            other => Err(Error::NotCompiled {
+                device: other.to_string(),
+                feature: other.feature(),
+            }),
         }
     }
 
@@ -153,11 +156,20 @@ mod tests {
     #[test]
     fn parses_every_spelling() {
         assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
-        assert_eq!(" CUDA:3 ".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(
+            " CUDA:3 ".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Cuda(3)
+        );
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert_eq!("vulkan".parse::<DeviceSpec>().unwrap(), DeviceSpec::Vulkan);
-        assert!(matches!("tpu".parse::<DeviceSpec>(), Err(Error::UnknownDevice(_))));
-        assert!(matches!("cuda:x".parse::<DeviceSpec>(), Err(Error::UnknownDevice(_))));
+        assert!(matches!(
+            "tpu".parse::<DeviceSpec>(),
+            Err(Error::UnknownDevice(_))
+        ));
+        assert!(matches!(
+            "cuda:x".parse::<DeviceSpec>(),
+            Err(Error::UnknownDevice(_))
+        ));
     }
 
     #[test]

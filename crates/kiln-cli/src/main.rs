@@ -10,13 +10,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use kiln_core::{
-    CancelToken, ChatMessage, GenerationRequest, Prompt, SamplingParams, StopConditions, StreamEvent,
-    TextGenerator, Tokenizer,
+    CancelToken, ChatMessage, GenerationRequest, Prompt, SamplingParams, StopConditions,
+    StreamEvent, TextGenerator, Tokenizer,
 };
 use kiln_llama::LlamaGenerator;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Kiln: run Llama-family models (HF safetensors directories or GGUF files)")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln: run Llama-family models (HF safetensors directories or GGUF files)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,7 +90,11 @@ impl SamplingArgs {
         }
     }
     fn stop(&self) -> StopConditions {
-        StopConditions { stop_strings: self.stop.clone(), stop_token_ids: Vec::new(), ignore_eos: self.ignore_eos }
+        StopConditions {
+            stop_strings: self.stop.clone(),
+            stop_token_ids: Vec::new(),
+            ignore_eos: self.ignore_eos,
+        }
     }
 }
 
@@ -211,7 +219,10 @@ fn score(args: &ScoreArgs) -> Result<()> {
     let logprobs = model.score_ids(&ids)?;
     let ppl = kiln_llama::perplexity(&logprobs);
     if args.json {
-        println!("{}", serde_json::json!({ "ids": ids, "logprobs": logprobs, "perplexity": ppl }));
+        println!(
+            "{}",
+            serde_json::json!({ "ids": ids, "logprobs": logprobs, "perplexity": ppl })
+        );
     } else {
         for (i, lp) in logprobs.iter().enumerate() {
             let id = ids[i + 1];
@@ -229,7 +240,11 @@ fn chat(args: &ChatArgs) -> Result<()> {
     if let Some(s) = &args.system {
         history.push(ChatMessage::system(s.clone()));
     }
-    eprintln!("kiln chat with {} ({} tokens of context). Empty line or Ctrl-D ends; /reset clears.", model.model_name(), model.context_length());
+    eprintln!(
+        "kiln chat with {} ({} tokens of context). Empty line or Ctrl-D ends; /reset clears.",
+        model.model_name(),
+        model.context_length()
+    );
     let stdin = std::io::stdin();
     let mut line = String::new();
     loop {

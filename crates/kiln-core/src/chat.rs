@@ -93,7 +93,11 @@ impl ChatMessage {
     /// A message with a single text part.
     #[must_use]
     pub fn text(role: Role, text: impl Into<String>) -> Self {
-        Self { role, content: vec![ContentPart::Text { text: text.into() }], name: None }
+        Self {
+            role,
+            content: vec![ContentPart::Text { text: text.into() }],
+            name: None,
+        }
     }
     /// A system message.
     #[must_use]
@@ -131,7 +135,9 @@ impl ChatMessage {
     /// Whether any part is an image.
     #[must_use]
     pub fn has_images(&self) -> bool {
-        self.content.iter().any(|p| matches!(p, ContentPart::Image { .. }))
+        self.content
+            .iter()
+            .any(|p| matches!(p, ContentPart::Image { .. }))
     }
 }
 
@@ -141,8 +147,9 @@ mod tests {
 
     #[test]
     fn text_content_joins_text_parts_and_skips_images() {
-        let m = ChatMessage::user("a photo: ")
-            .with_image(ImageSource::Path { path: "x.png".into() });
+        let m = ChatMessage::user("a photo: ").with_image(ImageSource::Path {
+            path: "x.png".into(),
+        });
         assert_eq!(m.text_content(), "a photo: ");
         assert!(m.has_images());
         let json = serde_json::to_string(&m).unwrap();

@@ -64,7 +64,10 @@ impl SamplingParams {
     /// Greedy decoding.
     #[must_use]
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Whether the choice is deterministic (greedy).
@@ -78,9 +81,13 @@ impl SamplingParams {
     /// # Errors
     /// [`Error::InvalidParameter`] naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
-        let bad = |name: &'static str, message: String| Err(Error::InvalidParameter { name, message });
+        let bad =
+            |name: &'static str, message: String| Err(Error::InvalidParameter { name, message });
         if !self.temperature.is_finite() || self.temperature < 0.0 {
-            return bad("temperature", format!("must be >= 0, got {}", self.temperature));
+            return bad(
+                "temperature",
+                format!("must be >= 0, got {}", self.temperature),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top_p", format!("must be in (0, 1], got {}", self.top_p));
@@ -366,12 +373,23 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let p = SamplingParams { top_p: 0.0, ..SamplingParams::default() };
+        let p = SamplingParams {
+            top_p: 0.0,
+            ..SamplingParams::default()
+        };
         let err = p.validate().unwrap_err().to_string();
         assert!(err.contains("top_p"), "{err}");
         assert!(SamplingParams::greedy().validate().is_ok());
-        let p = SamplingParams { temperature: -1.0, ..SamplingParams::default() };
-        assert!(p.validate().unwrap_err().to_string().contains("temperature"));
+        let p = SamplingParams {
+            temperature: -1.0,
+            ..SamplingParams::default()
+        };
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("temperature")
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub struct HfTokenizer {
 
 impl std::fmt::Debug for HfTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HfTokenizer").field("vocab_size", &self.vocab_size()).finish()
+        f.debug_struct("HfTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .finish()
     }
 }
 
@@ -84,7 +86,9 @@ impl Tokenizer for HfTokenizer {
                 "token id {bad} is out of range for a vocabulary of {size}"
             )));
         }
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     fn vocab_size(&self) -> usize {

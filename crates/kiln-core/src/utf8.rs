@@ -26,7 +26,11 @@ impl IncrementalDecoder {
     /// the first generated token is decoded in context.
     #[must_use]
     pub fn with_context(context: &[u32]) -> Self {
-        Self { ids: context.to_vec(), prefix_offset: 0, read_offset: context.len() }
+        Self {
+            ids: context.to_vec(),
+            prefix_offset: 0,
+            read_offset: context.len(),
+        }
     }
 
     /// Adds one id and returns the text it completes (possibly empty).
@@ -37,7 +41,9 @@ impl IncrementalDecoder {
         self.ids.push(id);
         let prefix = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], false)?;
         let full = tokenizer.decode(&self.ids[self.prefix_offset..], false)?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.is_char_boundary(prefix.len())
+        if full.len() > prefix.len()
+            && !full.ends_with('\u{FFFD}')
+            && full.is_char_boundary(prefix.len())
         {
             let delta = full[prefix.len()..].to_string();
             self.prefix_offset = self.read_offset;

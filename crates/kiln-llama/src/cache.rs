@@ -17,7 +17,11 @@ impl KvCache {
     /// An empty cache for `num_layers` layers and at most `max_len` positions.
     #[must_use]
     pub fn new(num_layers: usize, max_len: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0, max_len }
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+            max_len,
+        }
     }
 
     /// Positions cached so far.
@@ -51,17 +55,26 @@ impl KvCache {
         }
         for layer in self.layers.iter_mut() {
             if let Some((k, v)) = layer.take()
-                && len > 0 {
-                    let [b, h, _, d] = k.dims();
-                    *layer = Some((k.slice([0..b, 0..h, 0..len, 0..d]), v.slice([0..b, 0..h, 0..len, 0..d])));
-                }
+                && len > 0
+            {
+                let [b, h, _, d] = k.dims();
+                *layer = Some((
+                    k.slice([0..b, 0..h, 0..len, 0..d]),
+                    v.slice([0..b, 0..h, 0..len, 0..d]),
+                ));
+            }
         }
         self.len = len;
     }
 
     /// Appends this step's keys and values `[batch, kv_heads, new, head_dim]` to layer `layer` and
     /// returns the whole cached keys and values.
-    pub(crate) fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
         let (k, v) = match self.layers[layer].take() {
             None => (k, v),
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),

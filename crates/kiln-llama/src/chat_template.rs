@@ -26,11 +26,15 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned(NAME, source.to_string()).map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         Ok(Self { env })
     }
 
@@ -49,17 +53,26 @@ impl ChatTemplate {
         let msgs = messages
             .iter()
             .map(|m| {
-                if m.content.iter().any(|p| matches!(p, ContentPart::Image { .. })) {
-                    return Err(Error::Invalid("this model takes text only; the message has an image part".into()));
+                if m.content
+                    .iter()
+                    .any(|p| matches!(p, ContentPart::Image { .. }))
+                {
+                    return Err(Error::Invalid(
+                        "this model takes text only; the message has an image part".into(),
+                    ));
                 }
-                let mut v = serde_json::json!({ "role": m.role.as_str(), "content": m.text_content() });
+                let mut v =
+                    serde_json::json!({ "role": m.role.as_str(), "content": m.text_content() });
                 if let Some(name) = &m.name {
                     v["name"] = serde_json::Value::String(name.clone());
                 }
                 Ok(v)
             })
             .collect::<Result<Vec<_>>>()?;
-        let tmpl = self.env.get_template(NAME).map_err(|e| Error::ChatTemplate(describe(&e)))?;
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| Error::ChatTemplate(describe(&e)))?;
         tmpl.render(context! {
             messages => minijinja::Value::from_serialize(&msgs),
             add_generation_prompt => add_generation_prompt,
@@ -75,9 +88,14 @@ fn strftime_now(fmt: String) -> std::result::Result<String, minijinja::Error> {
     use chrono::format::{Item, StrftimeItems};
     let items: Vec<Item<'_>> = StrftimeItems::new(&fmt).collect();
     if items.iter().any(|i| matches!(i, Item::Error)) {
-        return Err(minijinja::Error::new(ErrorKind::InvalidOperation, format!("bad strftime format {fmt:?}")));
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("bad strftime format {fmt:?}"),
+        ));
     }
-    Ok(chrono::Local::now().format_with_items(items.into_iter()).to_string())
+    Ok(chrono::Local::now()
+        .format_with_items(items.into_iter())
+        .to_string())
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -102,13 +120,20 @@ mod tests {
             "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
         )
         .unwrap();
-        let out = t.render(&[ChatMessage::user("hi")], true, None, None).unwrap();
-        assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        let out = t
+            .render(&[ChatMessage::user("hi")], true, None, None)
+            .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
-        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content ").unwrap_err().to_string();
+        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content ")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line"), "{err}");
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}").unwrap();
         let err = t.render(&[], false, None, None).unwrap_err().to_string();
@@ -118,6 +143,10 @@ mod tests {
     #[test]
     fn python_string_methods_work() {
         let t = ChatTemplate::new("{{ messages[0].content.strip().upper() }}").unwrap();
-        assert_eq!(t.render(&[ChatMessage::user("  a b ")], false, None, None).unwrap(), "A B");
+        assert_eq!(
+            t.render(&[ChatMessage::user("  a b ")], false, None, None)
+                .unwrap(),
+            "A B"
+        );
     }
 }

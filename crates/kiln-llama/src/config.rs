@@ -81,7 +81,12 @@ impl LlamaConfig {
     /// # Errors
     /// [`Error::Config`] naming the field.
     pub fn validate(&self, path: &str) -> Result<()> {
-        let err = |message: String| Err(Error::Config { path: path.to_string(), message });
+        let err = |message: String| {
+            Err(Error::Config {
+                path: path.to_string(),
+                message,
+            })
+        };
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -96,26 +101,36 @@ impl LlamaConfig {
                 return err(format!("`{name}` must be positive"));
             }
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return err(format!(
                 "`num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
         if !self.head_dim.is_multiple_of(2) {
-            return err(format!("`head_dim` ({}) must be even for RoPE", self.head_dim));
+            return err(format!(
+                "`head_dim` ({}) must be even for RoPE",
+                self.head_dim
+            ));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return err(format!("`rope_theta` must be positive, got {}", self.rope_theta));
+            return err(format!(
+                "`rope_theta` must be positive, got {}",
+                self.rope_theta
+            ));
         }
         if let RopeScaling::Factors(f) = &self.rope_scaling
-            && f.len() != self.head_dim / 2 {
-                return err(format!(
-                    "rope frequency factors have {} entries, expected head_dim/2 = {}",
-                    f.len(),
-                    self.head_dim / 2
-                ));
-            }
+            && f.len() != self.head_dim / 2
+        {
+            return err(format!(
+                "rope frequency factors have {} entries, expected head_dim/2 = {}",
+                f.len(),
+                self.head_dim / 2
+            ));
+        }
         Ok(())
     }
 
@@ -237,19 +252,24 @@ impl HfLlamaConfig {
             });
         }
         if let Some(act) = self.hidden_act.as_deref()
-            && act != "silu" {
-                return Err(Error::Config {
-                    path: path.to_string(),
-                    message: format!("`hidden_act` = {act:?} is not supported (only \"silu\")"),
-                });
-            }
+            && act != "silu"
+        {
+            return Err(Error::Config {
+                path: path.to_string(),
+                message: format!("`hidden_act` = {act:?} is not supported (only \"silu\")"),
+            });
+        }
         if self.num_attention_heads == 0 {
             return Err(Error::Config {
                 path: path.to_string(),
                 message: "`num_attention_heads` must be positive".into(),
             });
         }
-        let rope = self.rope_parameters.clone().or_else(|| self.rope_scaling.clone()).unwrap_or_default();
+        let rope = self
+            .rope_parameters
+            .clone()
+            .or_else(|| self.rope_scaling.clone())
+            .unwrap_or_default();
         let rope_theta = self.rope_theta.or(rope.rope_theta).unwrap_or(10_000.0);
         let rope_scaling = match rope.rope_type.as_deref() {
             None | Some("default") => RopeScaling::None,
@@ -295,7 +315,9 @@ impl HfLlamaConfig {
             num_hidden_layers: self.num_hidden_layers,
             num_attention_heads: self.num_attention_heads,
             num_key_value_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads),
+            head_dim: self
+                .head_dim
+                .unwrap_or(self.hidden_size / self.num_attention_heads),
             rms_norm_eps: self.rms_norm_eps,
             rope_theta,
             rope_scaling,

@@ -99,7 +99,9 @@ pub enum Error {
     #[error("chat template: {0}")]
     ChatTemplate(String),
     /// The model path is neither an HF directory nor a `.gguf` file.
-    #[error("{path}: not a model: expected a Hugging Face directory with config.json or a .gguf file")]
+    #[error(
+        "{path}: not a model: expected a Hugging Face directory with config.json or a .gguf file"
+    )]
     NotAModel {
         /// The path given.
         path: String,
@@ -117,7 +119,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 use kiln_backend::Device;
 use kiln_core::{
     CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest, HfTokenizer,
-    IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob, Tokenizer, Usage,
+    IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob, Tokenizer,
+    Usage,
 };
 
 use crate::chat_template::ChatTemplate;
@@ -30,7 +31,10 @@ pub struct LlamaGenerator {
 
 impl std::fmt::Debug for LlamaGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaGenerator").field("name", &self.name).field("config", &self.model.config).finish()
+        f.debug_struct("LlamaGenerator")
+            .field("name", &self.name)
+            .field("config", &self.model.config)
+            .finish()
     }
 }
 
@@ -38,7 +42,10 @@ impl std::fmt::Debug for LlamaGenerator {
 fn is_gguf(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
 }
 
 impl LlamaGenerator {
@@ -53,13 +60,20 @@ impl LlamaGenerator {
             return Self::open_hf_dir(path, device);
         }
         if !path.exists() {
-            return Err(Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")));
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
         }
-        let ext_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let ext_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         if ext_gguf || is_gguf(path) {
             return Self::open_gguf(path, device);
         }
-        Err(Error::NotAModel { path: path.display().to_string() })
+        Err(Error::NotAModel {
+            path: path.display().to_string(),
+        })
     }
 
     /// Opens a Hugging Face directory.
@@ -69,9 +83,23 @@ impl LlamaGenerator {
     pub fn open_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
         let hf = HfDirectory::open(dir)?;
         let model = Llama::load(hf.config.clone(), &hf.weights, device)?;
-        let chat_template = hf.special.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
-        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-        Ok(Self { name, model, tokenizer: hf.tokenizer, special: hf.special, chat_template })
+        let chat_template = hf
+            .special
+            .chat_template
+            .as_deref()
+            .map(ChatTemplate::new)
+            .transpose()?;
+        let name = dir.file_name().map_or_else(
+            || dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok(Self {
+            name,
+            model,
+            tokenizer: hf.tokenizer,
+            special: hf.special,
+            chat_template,
+        })
     }
 
     /// Opens a GGUF file.
@@ -83,11 +111,18 @@ impl LlamaGenerator {
         let config = config_from_gguf(&file)?;
         let (tok, info) = tokenizer_from_gguf(&file)?;
         let model = Llama::load(config.clone(), &GgufWeights::new(&file, &config), device)?;
-        let chat_template = info.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
+        let chat_template = info
+            .chat_template
+            .as_deref()
+            .map(ChatTemplate::new)
+            .transpose()?;
         let name = file
             .opt_str("general.name")?
             .map(str::to_string)
-            .unwrap_or_else(|| path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()));
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+            });
         let special = SpecialTokens {
             bos_token_id: config.bos_token_id,
             eos_token_ids: config.eos_token_ids.clone(),
@@ -95,7 +130,13 @@ impl LlamaGenerator {
             eos_token: info.eos_token.clone(),
             chat_template: info.chat_template.clone(),
         };
-        Ok(Self { name, model, tokenizer: HfTokenizer::new(tok), special, chat_template })
+        Ok(Self {
+            name,
+            model,
+            tokenizer: HfTokenizer::new(tok),
+            special,
+            chat_template,
+        })
     }
 
     /// The network.
@@ -133,7 +174,11 @@ impl LlamaGenerator {
         let ids = if ids.is_empty() {
             match self.special.bos_token_id {
                 Some(bos) => vec![bos],
-                None => return Err(Error::Invalid("the prompt is empty and the model has no BOS token".into())),
+                None => {
+                    return Err(Error::Invalid(
+                        "the prompt is empty and the model has no BOS token".into(),
+                    ));
+                }
             }
         } else {
             ids
@@ -145,16 +190,27 @@ impl LlamaGenerator {
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let v = self.model.config.vocab_size;
         match ids.iter().find(|&&i| i as usize >= v) {
-            Some(bad) => Err(Error::Invalid(format!("token id {bad} is outside the vocabulary (size {v})"))),
+            Some(bad) => Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {v})"
+            ))),
             None => Ok(()),
         }
     }
 
-    fn apply_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    fn apply_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let t = self.chat_template.as_ref().ok_or_else(|| {
             Error::ChatTemplate(format!("model `{}` ships no chat template", self.name))
         })?;
-        t.render(messages, add_generation_prompt, self.special.bos_token.as_deref(), self.special.eos_token.as_deref())
+        t.render(
+            messages,
+            add_generation_prompt,
+            self.special.bos_token.as_deref(),
+            self.special.eos_token.as_deref(),
+        )
     }
 
     /// Log-probabilities of a sequence under the model: `out[i] = log p(ids[i+1] | ids[..=i])`.
@@ -167,7 +223,9 @@ impl LlamaGenerator {
         }
         self.check_ids(ids)?;
         let mut cache = self.model.new_cache();
-        let logits = self.model.forward(self.model.ids_tensor(ids, 1), &mut cache)?;
+        let logits = self
+            .model
+            .forward(self.model.ids_tensor(ids, 1), &mut cache)?;
         let v = self.model.config.vocab_size;
         let data = logits
             .into_data()
@@ -192,8 +250,13 @@ impl LlamaGenerator {
     }
 
     fn last_logits(&self, ids: &[u32], cache: &mut crate::KvCache) -> Result<Vec<f32>> {
-        let logits = self.model.forward_last(self.model.ids_tensor(ids, 1), cache)?;
-        logits.into_data().try_into_vec::<f32>().map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))
+        let logits = self
+            .model
+            .forward_last(self.model.ids_tensor(ids, 1), cache)?;
+        logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))
     }
 
     fn token_text(&self, id: u32) -> String {
@@ -215,7 +278,10 @@ impl LlamaGenerator {
             id,
             token: self.token_text(id),
             logprob: lp[id as usize],
-            top: order.into_iter().map(|t| (t, self.token_text(t), lp[t as usize])).collect(),
+            top: order
+                .into_iter()
+                .map(|t| (t, self.token_text(t), lp[t as usize]))
+                .collect(),
         }
     }
 }
@@ -239,7 +305,11 @@ impl TextGenerator for LlamaGenerator {
         self.model.config.max_position_embeddings
     }
 
-    fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> kiln_core::Result<String> {
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> kiln_core::Result<String> {
         Ok(self.apply_template(messages, add_generation_prompt)?)
     }
 
@@ -256,25 +326,38 @@ impl TextGenerator for LlamaGenerator {
         if needed > limit {
             return Err(kiln_core::Error::ContextLength { needed, limit });
         }
-        let mut eos: Vec<u32> = if request.stop.ignore_eos { Vec::new() } else { self.special.eos_token_ids.clone() };
+        let mut eos: Vec<u32> = if request.stop.ignore_eos {
+            Vec::new()
+        } else {
+            self.special.eos_token_ids.clone()
+        };
         eos.extend(&request.stop.stop_token_ids);
 
         let mut sampler = Sampler::new(request.sampling.clone());
         let mut stop = StopMatcher::new(&request.stop.stop_strings);
-        let mut decoder = IncrementalDecoder::with_context(&prompt_ids[prompt_ids.len().saturating_sub(4)..]);
+        let mut decoder =
+            IncrementalDecoder::with_context(&prompt_ids[prompt_ids.len().saturating_sub(4)..]);
         let mut cache = self.model.new_cache();
         let mut context = prompt_ids.clone();
         let mut generated: Vec<u32> = Vec::new();
         let mut logprobs: Vec<TokenLogprob> = Vec::new();
 
         let t0 = Instant::now();
-        let mut logits = if request.max_tokens > 0 { self.last_logits(&prompt_ids, &mut cache)? } else { Vec::new() };
+        let mut logits = if request.max_tokens > 0 {
+            self.last_logits(&prompt_ids, &mut cache)?
+        } else {
+            Vec::new()
+        };
         let prefill = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let mut finish = FinishReason::Length;
         let mut decode_steps = 0usize;
         let mut emit = |text: &str, id: u32, lp: Option<&TokenLogprob>| {
-            on_event(StreamEvent::Token { id, text, logprob: lp });
+            on_event(StreamEvent::Token {
+                id,
+                text,
+                logprob: lp,
+            });
         };
         while generated.len() < request.max_tokens {
             if cancel.is_cancelled() {
@@ -322,7 +405,11 @@ impl TextGenerator for LlamaGenerator {
             token_ids: generated,
             prompt_ids: prompt_ids.clone(),
             finish_reason: finish,
-            usage: Usage { prompt_tokens: prompt_ids.len(), completion_tokens: n, total_tokens: prompt_ids.len() + n },
+            usage: Usage {
+                prompt_tokens: prompt_ids.len(),
+                completion_tokens: n,
+                total_tokens: prompt_ids.len() + n,
+            },
             // The first token comes out of the prefill; decode speed counts the forward steps after it.
             timings: Timings::from_counts(prompt_ids.len(), prefill, decode_steps, decode),
             logprobs: request.logprobs.map(|_| logprobs),

@@ -90,8 +90,16 @@ impl Rope {
     pub fn apply(&self, x: Tensor<4>, start: usize) -> Tensor<4> {
         let [b, h, t, d] = x.dims();
         let half = d / 2;
-        let cos = self.cos.clone().slice([start..start + t, 0..half]).unsqueeze::<4>();
-        let sin = self.sin.clone().slice([start..start + t, 0..half]).unsqueeze::<4>();
+        let cos = self
+            .cos
+            .clone()
+            .slice([start..start + t, 0..half])
+            .unsqueeze::<4>();
+        let sin = self
+            .sin
+            .clone()
+            .slice([start..start + t, 0..half])
+            .unsqueeze::<4>();
         let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
         let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
         let r1 = x1.clone().mul(cos.clone()).sub(x2.clone().mul(sin.clone()));
@@ -121,13 +129,31 @@ impl Attention {
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<3>, rope: &Rope, layer: usize, cache: &mut KvCache) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &Rope,
+        layer: usize,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let start = cache.len();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x.clone()).reshape([b, t, h, hd]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([b, t, kvh, hd]).swap_dims(1, 2);
-        let v = self.v_proj.forward(x).reshape([b, t, kvh, hd]).swap_dims(1, 2);
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, kvh, hd])
+            .swap_dims(1, 2);
         let q = rope.apply(q, start);
         let k = rope.apply(k, start);
         let (k, v) = cache.append(layer, k, v);
@@ -136,7 +162,11 @@ impl Attention {
             (k, v)
         } else {
             let g = h / kvh;
-            let rep = |x: Tensor<4>| x.unsqueeze_dim::<5>(2).repeat_dim(2, g).reshape([b, h, s, hd]);
+            let rep = |x: Tensor<4>| {
+                x.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, g)
+                    .reshape([b, h, s, hd])
+            };
             (rep(k), rep(v))
         };
         let scale = 1.0 / (hd as f32).sqrt();
@@ -219,7 +249,10 @@ impl Llama {
         let (hd, h, kvh) = (c.head_dim, c.num_attention_heads, c.num_key_value_heads);
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<Tensor<2>> {
             let data = source.tensor(name, &[rows, cols])?;
-            Ok(Tensor::<2>::from_data(TensorData::new(data, [rows, cols]), device))
+            Ok(Tensor::<2>::from_data(
+                TensorData::new(data, [rows, cols]),
+                device,
+            ))
         };
         let vector = |name: &str, n: usize| -> Result<Tensor<1>> {
             let data = source.tensor(name, &[n])?;
@@ -229,11 +262,18 @@ impl Llama {
         let linear = |prefix: &str, inp: usize, out: usize, bias: bool| -> Result<Linear> {
             let weight = matrix(&format!("{prefix}.weight"), out, inp)?.transpose();
             let weight = contiguous(weight);
-            let bias = if bias { Some(vector(&format!("{prefix}.bias"), out)?) } else { None };
+            let bias = if bias {
+                Some(vector(&format!("{prefix}.bias"), out)?)
+            } else {
+                None
+            };
             Ok(Linear { weight, bias })
         };
         let norm = |name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm { weight: vector(name, c.hidden_size)?, eps: c.rms_norm_eps })
+            Ok(RmsNorm {
+                weight: vector(name, c.hidden_size)?,
+                eps: c.rms_norm_eps,
+            })
         };
         let embed_tokens = matrix("model.embed_tokens.weight", c.vocab_size, c.hidden_size)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
@@ -245,8 +285,18 @@ impl Llama {
                 input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
                 self_attn: Attention {
                     q_proj: linear(&format!("{p}.self_attn.q_proj"), c.hidden_size, h * hd, ab)?,
-                    k_proj: linear(&format!("{p}.self_attn.k_proj"), c.hidden_size, kvh * hd, ab)?,
-                    v_proj: linear(&format!("{p}.self_attn.v_proj"), c.hidden_size, kvh * hd, ab)?,
+                    k_proj: linear(
+                        &format!("{p}.self_attn.k_proj"),
+                        c.hidden_size,
+                        kvh * hd,
+                        ab,
+                    )?,
+                    v_proj: linear(
+                        &format!("{p}.self_attn.v_proj"),
+                        c.hidden_size,
+                        kvh * hd,
+                        ab,
+                    )?,
                     o_proj: linear(&format!("{p}.self_attn.o_proj"), h * hd, c.hidden_size, ab)?,
                     n_heads: h,
                     n_kv_heads: kvh,
@@ -254,20 +304,46 @@ impl Llama {
                 },
                 post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
                 mlp: Mlp {
-                    gate_proj: linear(&format!("{p}.mlp.gate_proj"), c.hidden_size, c.intermediate_size, mb)?,
-                    up_proj: linear(&format!("{p}.mlp.up_proj"), c.hidden_size, c.intermediate_size, mb)?,
-                    down_proj: linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, c.hidden_size, mb)?,
+                    gate_proj: linear(
+                        &format!("{p}.mlp.gate_proj"),
+                        c.hidden_size,
+                        c.intermediate_size,
+                        mb,
+                    )?,
+                    up_proj: linear(
+                        &format!("{p}.mlp.up_proj"),
+                        c.hidden_size,
+                        c.intermediate_size,
+                        mb,
+                    )?,
+                    down_proj: linear(
+                        &format!("{p}.mlp.down_proj"),
+                        c.intermediate_size,
+                        c.hidden_size,
+                        mb,
+                    )?,
                 },
             });
         }
         let norm_f = norm("model.norm.weight")?;
         let lm_head = if c.tie_word_embeddings || !source.contains("lm_head.weight") {
-            Linear { weight: contiguous(embed_tokens.clone().transpose()), bias: None }
+            Linear {
+                weight: contiguous(embed_tokens.clone().transpose()),
+                bias: None,
+            }
         } else {
             linear("lm_head", c.hidden_size, c.vocab_size, false)?
         };
         let rope = Rope::new(c, device);
-        Ok(Self { config, embed_tokens, layers, norm: norm_f, lm_head, rope, device: device.clone() })
+        Ok(Self {
+            config,
+            embed_tokens,
+            layers,
+            norm: norm_f,
+            lm_head,
+            rope,
+            device: device.clone(),
+        })
     }
 
     /// The device the weights live on.
@@ -279,7 +355,10 @@ impl Llama {
     /// A cache sized for this model's context.
     #[must_use]
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.config.num_hidden_layers, self.config.max_position_embeddings)
+        KvCache::new(
+            self.config.num_hidden_layers,
+            self.config.max_position_embeddings,
+        )
     }
 
     /// Hidden states after the final norm, for new tokens appended to the cache.
@@ -294,7 +373,10 @@ impl Llama {
         let needed = cache.len() + t;
         let limit = cache.max_len().min(self.config.max_position_embeddings);
         if needed > limit {
-            return Err(Error::Core(kiln_core::Error::ContextLength { needed, limit }));
+            return Err(Error::Core(kiln_core::Error::ContextLength {
+                needed,
+                limit,
+            }));
         }
         let mut x = self
             .embed_tokens
@@ -302,9 +384,16 @@ impl Llama {
             .select(0, ids.reshape([b * t]))
             .reshape([b, t, self.config.hidden_size]);
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.self_attn.forward(layer.input_layernorm.forward(x.clone()), &self.rope, i, cache);
+            let h = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &self.rope,
+                i,
+                cache,
+            );
             x = x.add(h);
-            let h = layer.mlp.forward(layer.post_attention_layernorm.forward(x.clone()));
+            let h = layer
+                .mlp
+                .forward(layer.post_attention_layernorm.forward(x.clone()));
             x = x.add(h);
         }
         cache.advance(t);

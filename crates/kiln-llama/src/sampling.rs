@@ -38,7 +38,11 @@ impl Sampler {
             }
             for (l, s) in logits.iter_mut().zip(seen) {
                 if s {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                 }
             }
         }
@@ -63,8 +67,12 @@ impl Sampler {
         }
         let p = &self.params;
         let t = p.temperature;
-        let mut cand: Vec<(u32, f32)> =
-            logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, &l)| (i as u32, l / t)).collect();
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, &l)| (i as u32, l / t))
+            .collect();
         if cand.is_empty() {
             return argmax(logits);
         }
@@ -129,7 +137,10 @@ mod tests {
     use super::*;
 
     fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
-        let mut p = SamplingParams { seed: Some(7), ..SamplingParams::default() };
+        let mut p = SamplingParams {
+            seed: Some(7),
+            ..SamplingParams::default()
+        };
         f(&mut p);
         p
     }
@@ -166,7 +177,9 @@ mod tests {
         let logits = [1.0f32, 1.0, 1.0, 1.0];
         let run = || {
             let mut s = Sampler::new(params(|_| {}));
-            (0..64).map(|_| s.sample(&mut logits.clone(), &[], &[])).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| s.sample(&mut logits.clone(), &[], &[]))
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());

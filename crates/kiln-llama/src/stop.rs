@@ -14,7 +14,10 @@ impl StopMatcher {
     /// A matcher for these stop strings (empty strings are ignored).
     #[must_use]
     pub fn new(stops: &[String]) -> Self {
-        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), ..Self::default() }
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            ..Self::default()
+        }
     }
 
     /// Adds decoded text; returns the text now safe to emit and whether a stop string was found
@@ -23,26 +26,38 @@ impl StopMatcher {
         if self.hit {
             return (String::new(), true);
         }
-        let search_from = self.emitted.saturating_sub(self.stops.iter().map(String::len).max().unwrap_or(0));
+        let search_from = self
+            .emitted
+            .saturating_sub(self.stops.iter().map(String::len).max().unwrap_or(0));
         self.text.push_str(piece);
         let found = self
             .stops
             .iter()
             .filter_map(|s| {
-                let from = (search_from..=self.emitted).find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
+                let from = (search_from..=self.emitted)
+                    .find(|&i| self.text.is_char_boundary(i))
+                    .unwrap_or(0);
                 self.text[from..].find(s.as_str()).map(|p| p + from)
             })
             .min();
         if let Some(pos) = found {
             self.text.truncate(pos);
             self.hit = true;
-            let ready = self.text.get(self.emitted..).unwrap_or_default().to_string();
+            let ready = self
+                .text
+                .get(self.emitted..)
+                .unwrap_or_default()
+                .to_string();
             self.emitted = self.text.len();
             return (ready, true);
         }
         let hold = self.held_back();
         let safe = self.text.len() - hold;
-        let ready = self.text.get(self.emitted..safe).unwrap_or_default().to_string();
+        let ready = self
+            .text
+            .get(self.emitted..safe)
+            .unwrap_or_default()
+            .to_string();
         self.emitted = self.emitted.max(safe);
         (ready, false)
     }
@@ -62,7 +77,11 @@ impl StopMatcher {
 
     /// Releases whatever is held back (the stream ended without the stop string completing).
     pub fn finish(&mut self) -> String {
-        let rest = self.text.get(self.emitted..).unwrap_or_default().to_string();
+        let rest = self
+            .text
+            .get(self.emitted..)
+            .unwrap_or_default()
+            .to_string();
         self.emitted = self.text.len();
         rest
     }

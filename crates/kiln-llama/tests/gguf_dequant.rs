@@ -14,7 +14,8 @@ use kiln_llama::gguf::{GgmlType, GgufFile, dequantize_into};
 /// formula the expected values were computed with in numpy.
 fn hash(values: &[f32]) -> u64 {
     values.iter().enumerate().fold(0u64, |acc, (i, v)| {
-        let mut z = u64::from(v.to_bits()).wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z =
+            u64::from(v.to_bits()).wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         acc.wrapping_add(z ^ (z >> 31))
@@ -25,7 +26,9 @@ fn lcg_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed;
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (x >> 56) as u8
         })
         .collect()
@@ -65,26 +68,63 @@ fn synthetic_blocks_match_gguf_py() {
             failures.push(format!("{ty}: hash {got:#018x}, gguf-py {expected:#018x}"));
         }
     }
-    assert!(failures.is_empty(), "dequantization differs from gguf-py:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "dequantization differs from gguf-py:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn smollm2_tensors_match_gguf_py() {
-    let cache = std::env::var_os("KILN_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME is not set; set KILN_CACHE")).join(".cache/kiln")
-    });
+    let cache = std::env::var_os("KILN_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("HOME").expect("HOME is not set; set KILN_CACHE"),
+            )
+            .join(".cache/kiln")
+        });
     let path = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "missing test asset {}: run scripts/fetch-assets.sh", path.display());
+    assert!(
+        path.is_file(),
+        "missing test asset {}: run scripts/fetch-assets.sh",
+        path.display()
+    );
     let f = GgufFile::open(&path).unwrap();
     for (name, ty, shape, expected) in [
-        ("token_embd.weight", GgmlType::Q8_0, vec![49152, 576], 0x6a5458132d7ad97a_u64),
-        ("blk.0.attn_q.weight", GgmlType::Q4_1, vec![576, 576], 0xc79e4d523358f3e1),
-        ("blk.29.ffn_down.weight", GgmlType::Q4_1, vec![576, 1536], 0x770db8b835684cbf),
-        ("blk.3.attn_norm.weight", GgmlType::F32, vec![576], 0x955f4df109a3d5ff),
+        (
+            "token_embd.weight",
+            GgmlType::Q8_0,
+            vec![49152, 576],
+            0x6a5458132d7ad97a_u64,
+        ),
+        (
+            "blk.0.attn_q.weight",
+            GgmlType::Q4_1,
+            vec![576, 576],
+            0xc79e4d523358f3e1,
+        ),
+        (
+            "blk.29.ffn_down.weight",
+            GgmlType::Q4_1,
+            vec![576, 1536],
+            0x770db8b835684cbf,
+        ),
+        (
+            "blk.3.attn_norm.weight",
+            GgmlType::F32,
+            vec![576],
+            0x955f4df109a3d5ff,
+        ),
     ] {
         let info = f.tensor_info(name).unwrap();
         assert_eq!((info.ggml_type, info.shape()), (ty, shape), "{name}");
         let values = f.dequantize(name).unwrap();
-        assert_eq!(hash(&values), expected, "{name}: dequantized values differ from gguf-py");
+        assert_eq!(
+            hash(&values),
+            expected,
+            "{name}: dequantized values differ from gguf-py"
+        );
     }
 }

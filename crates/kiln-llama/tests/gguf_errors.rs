@@ -58,7 +58,9 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        Scratch { dir: tempfile::tempdir().unwrap() }
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -72,7 +74,10 @@ impl Scratch {
 fn open_err(path: &Path) -> Error {
     let err = GgufFile::open(path).expect_err("opening a corrupt file must fail");
     let msg = err.to_string();
-    assert!(msg.contains(&path.display().to_string()), "message does not name the file: {msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "message does not name the file: {msg}"
+    );
     err
 }
 
@@ -102,16 +107,33 @@ fn valid_file_reads_back() {
     assert!(f.get_bool("a.bool").unwrap());
     assert_eq!(f.opt_str("nope").unwrap(), None);
     assert_eq!(f.get("a.i64"), Some(&GgufValue::I64(-4)));
-    assert_eq!(f.get("a.strings").and_then(|v| v.as_array()).map(|a| a.len()), Some(2));
+    assert_eq!(
+        f.get("a.strings")
+            .and_then(|v| v.as_array())
+            .map(|a| a.len()),
+        Some(2)
+    );
     let info = f.tensor_info("w.q4_1").unwrap();
-    assert_eq!((info.dims.as_slice(), info.shape(), info.ggml_type), (&[32u64, 2][..], vec![2, 32], GgmlType::Q4_1));
+    assert_eq!(
+        (info.dims.as_slice(), info.shape(), info.ggml_type),
+        (&[32u64, 2][..], vec![2, 32], GgmlType::Q4_1)
+    );
     assert_eq!((info.n_elements(), info.n_bytes().unwrap()), (64, 40));
     assert_eq!(f.tensors().len(), 5);
     let exact: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).sin()).collect();
     assert_eq!(f.dequantize("w.f32").unwrap(), exact);
-    for (name, tol) in [("w.f16", 1e-3), ("w.q8_0", 1e-2), ("w.q4_0", 0.15), ("w.q4_1", 0.1)] {
+    for (name, tol) in [
+        ("w.f16", 1e-3),
+        ("w.q8_0", 1e-2),
+        ("w.q4_0", 0.15),
+        ("w.q4_1", 0.1),
+    ] {
         let got = f.dequantize(name).unwrap();
-        let err = got.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let err = got
+            .iter()
+            .zip(&exact)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(err <= tol, "{name}: max error {err}");
     }
 
@@ -129,8 +151,12 @@ fn truncated_file_at_every_length_is_an_error() {
     let path = s.write("full.gguf", &full);
     // The writer pads the file after the last tensor; cutting only that padding leaves a valid file.
     let f = GgufFile::open(&path).unwrap();
-    let data_end =
-        f.tensors().iter().map(|t| f.data_offset() as usize + t.offset as usize + t.n_bytes().unwrap()).max().unwrap();
+    let data_end = f
+        .tensors()
+        .iter()
+        .map(|t| f.data_offset() as usize + t.offset as usize + t.n_bytes().unwrap())
+        .max()
+        .unwrap();
     assert!(data_end <= full.len());
     drop(f);
     let path = s.dir.path().join("truncated.gguf");
@@ -145,9 +171,15 @@ fn truncated_file_at_every_length_is_an_error() {
         assert_msg(&err, &["truncated"]);
     }
     std::fs::write(&path, &full[..HEADER + 3]).unwrap();
-    assert_msg(&open_err(&path), &["invalid GGUF", "implausible tensor count 5", "truncated"]);
+    assert_msg(
+        &open_err(&path),
+        &["invalid GGUF", "implausible tensor count 5", "truncated"],
+    );
     std::fs::write(&path, &full[..HEADER - 1]).unwrap();
-    assert_msg(&open_err(&path), &["file is truncated", "the metadata count"]);
+    assert_msg(
+        &open_err(&path),
+        &["file is truncated", "the metadata count"],
+    );
 }
 
 #[test]
@@ -164,9 +196,11 @@ fn wrong_magic() {
 #[test]
 fn unsupported_versions() {
     let s = Scratch::new();
-    for (version, needle) in
-        [(1u32, "unsupported GGUF version 1"), (4, "unsupported GGUF version 4"), (0x0300_0000, "big-endian")]
-    {
+    for (version, needle) in [
+        (1u32, "unsupported GGUF version 1"),
+        (4, "unsupported GGUF version 4"),
+        (0x0300_0000, "big-endian"),
+    ] {
         let mut bytes = one_tensor_file().to_bytes().unwrap();
         patch(&mut bytes, 4, &version.to_le_bytes());
         let path = s.write("version.gguf", &bytes);
@@ -203,18 +237,33 @@ fn unsupported_ggml_type() {
     patch(&mut bytes, T_TYPE_AT, &99u32.to_le_bytes());
     let path = s.write("type.gguf", &bytes);
     let err = open_err(&path);
-    assert!(matches!(err, Error::UnsupportedDtype { ref name, .. } if name == "t"), "{err:?}");
-    assert_msg(&err, &["tensor `t`", "unsupported type", "unknown ggml type id 99"]);
+    assert!(
+        matches!(err, Error::UnsupportedDtype { ref name, .. } if name == "t"),
+        "{err:?}"
+    );
+    assert_msg(
+        &err,
+        &["tensor `t`", "unsupported type", "unknown ggml type id 99"],
+    );
 
     // A type ggml knows but Kiln cannot dequantize opens, and dequantize names the tensor.
     let mut w = GgufWriter::new();
-    w.tensor_raw("iq", &[256], GgmlType::IQ2_XXS, vec![0; GgmlType::IQ2_XXS.type_size()]).unwrap();
+    w.tensor_raw(
+        "iq",
+        &[256],
+        GgmlType::IQ2_XXS,
+        vec![0; GgmlType::IQ2_XXS.type_size()],
+    )
+    .unwrap();
     let path = s.dir.path().join("iq.gguf");
     w.write(&path).unwrap();
     let f = GgufFile::open(&path).unwrap();
     let err = f.dequantize("iq").unwrap_err();
     assert!(matches!(err, Error::UnsupportedDtype { .. }), "{err:?}");
-    assert_msg(&err, &[&path.display().to_string(), "tensor `iq`", "IQ2_XXS"]);
+    assert_msg(
+        &err,
+        &[&path.display().to_string(), "tensor `iq`", "IQ2_XXS"],
+    );
     assert_eq!(f.tensor_bytes("iq").unwrap().len(), 66);
 }
 
@@ -227,21 +276,41 @@ fn huge_string_and_array_lengths() {
     // The first key's length.
     patch(&mut bytes, HEADER, &(u64::MAX / 2).to_le_bytes());
     let path = s.write("string.gguf", &bytes);
-    assert_msg(&open_err(&path), &["string length 9223372036854775807", "metadata key #0", "exceeds"]);
+    assert_msg(
+        &open_err(&path),
+        &[
+            "string length 9223372036854775807",
+            "metadata key #0",
+            "exceeds",
+        ],
+    );
 
     // A string value's length: after key (8 + 12) and type (4).
     let mut bytes = w.to_bytes().unwrap();
     patch(&mut bytes, HEADER + 8 + 12 + 4, &u64::MAX.to_le_bytes());
     let path = s.write("value.gguf", &bytes);
-    assert_msg(&open_err(&path), &["string length 18446744073709551615", "metadata `general.name`"]);
+    assert_msg(
+        &open_err(&path),
+        &[
+            "string length 18446744073709551615",
+            "metadata `general.name`",
+        ],
+    );
 
     // An array's length: after key (8 + 9), type (4), element type (4).
     let mut w = GgufWriter::new();
     w.metadata("a.floats", vec![1.0f32, 2.0]);
     let mut bytes = w.to_bytes().unwrap();
-    patch(&mut bytes, HEADER + 8 + 8 + 4 + 4, &(1u64 << 61).to_le_bytes());
+    patch(
+        &mut bytes,
+        HEADER + 8 + 8 + 4 + 4,
+        &(1u64 << 61).to_le_bytes(),
+    );
     let path = s.write("array.gguf", &bytes);
-    assert_msg(&open_err(&path), &["array length 2305843009213693952", "metadata `a.floats`"]);
+    assert_msg(
+        &open_err(&path),
+        &["array length 2305843009213693952", "metadata `a.floats`"],
+    );
 
     // A huge tensor count.
     let mut bytes = one_tensor_file().to_bytes().unwrap();
@@ -266,7 +335,8 @@ fn duplicates_and_bad_values() {
 
     // Two keys, the second renamed to the first.
     let mut w = GgufWriter::new();
-    w.metadata("k1", GgufValue::U8(1)).metadata("k2", GgufValue::U8(2));
+    w.metadata("k1", GgufValue::U8(1))
+        .metadata("k2", GgufValue::U8(2));
     let mut bytes = w.to_bytes().unwrap();
     let second_key = HEADER + (8 + 2 + 4 + 1) + 8 + 1;
     assert_eq!(bytes[second_key], b'2');
@@ -278,7 +348,10 @@ fn duplicates_and_bad_values() {
     let mut bytes = w.to_bytes().unwrap();
     patch(&mut bytes, HEADER + 8 + 2, &77u32.to_le_bytes());
     let path = s.write("vtype.gguf", &bytes);
-    assert_msg(&open_err(&path), &["metadata `k1`", "unknown value type 77"]);
+    assert_msg(
+        &open_err(&path),
+        &["metadata `k1`", "unknown value type 77"],
+    );
     let mut w = GgufWriter::new();
     w.metadata("b", true);
     let mut bytes = w.to_bytes().unwrap();
@@ -299,15 +372,32 @@ fn missing_tensor_and_metadata_lookups() {
     let err = f.tensor_bytes("nope.weight").unwrap_err();
     assert!(matches!(err, Error::MissingTensor { .. }), "{err:?}");
     assert_msg(&err, &[&file, "missing tensor `nope.weight`"]);
-    assert!(matches!(f.dequantize("nope.weight"), Err(Error::MissingTensor { .. })));
+    assert!(matches!(
+        f.dequantize("nope.weight"),
+        Err(Error::MissingTensor { .. })
+    ));
     assert!(f.tensor_info("nope.weight").is_none());
 
     let err = f.get_u64("general.name").unwrap_err();
     assert!(matches!(err, Error::Metadata { .. }), "{err:?}");
-    assert_msg(&err, &[&file, "`general.name`", "expected a non-negative integer", "string"]);
+    assert_msg(
+        &err,
+        &[
+            &file,
+            "`general.name`",
+            "expected a non-negative integer",
+            "string",
+        ],
+    );
     assert_msg(&f.get_u64("a.i8").unwrap_err(), &["`a.i8`", "i8 -1"]);
-    assert_msg(&f.get_str("llama.block_count").unwrap_err(), &["`llama.block_count`", "missing"]);
-    assert_msg(&f.opt_bool("a.strings").unwrap_err(), &["`a.strings`", "array of 2 items"]);
+    assert_msg(
+        &f.get_str("llama.block_count").unwrap_err(),
+        &["`llama.block_count`", "missing"],
+    );
+    assert_msg(
+        &f.opt_bool("a.strings").unwrap_err(),
+        &["`a.strings`", "array of 2 items"],
+    );
     assert_eq!(f.opt_u64("llama.block_count").unwrap(), None);
 }
 
@@ -316,11 +406,18 @@ fn tokenizer_metadata_errors() {
     let s = Scratch::new();
     let path = s.dir.path().join("tok.gguf");
     let mut w = GgufWriter::new();
-    w.metadata("tokenizer.ggml.model", "bert").metadata("tokenizer.ggml.tokens", vec!["a", "b"]);
+    w.metadata("tokenizer.ggml.model", "bert")
+        .metadata("tokenizer.ggml.tokens", vec!["a", "b"]);
     w.write(&path).unwrap();
     let err = tokenizer_from_gguf(&GgufFile::open(&path).unwrap()).unwrap_err();
     assert!(matches!(err, Error::Tokenizer { .. }), "{err:?}");
-    assert_msg(&err, &[&path.display().to_string(), "unsupported tokenizer.ggml.model `bert`"]);
+    assert_msg(
+        &err,
+        &[
+            &path.display().to_string(),
+            "unsupported tokenizer.ggml.model `bert`",
+        ],
+    );
 
     w.metadata("tokenizer.ggml.model", "gpt2")
         .metadata("tokenizer.ggml.pre", "no-such-pre")
@@ -329,7 +426,8 @@ fn tokenizer_metadata_errors() {
     let err = tokenizer_from_gguf(&GgufFile::open(&path).unwrap()).unwrap_err();
     assert_msg(&err, &["unknown tokenizer.ggml.pre `no-such-pre`"]);
 
-    w.metadata("tokenizer.ggml.pre", "gpt-2").metadata("tokenizer.ggml.bos_token_id", GgufValue::U32(5));
+    w.metadata("tokenizer.ggml.pre", "gpt-2")
+        .metadata("tokenizer.ggml.bos_token_id", GgufValue::U32(5));
     w.write(&path).unwrap();
     let err = tokenizer_from_gguf(&GgufFile::open(&path).unwrap()).unwrap_err();
     assert_msg(&err, &["tokenizer.ggml.bos_token_id", "out of range"]);

@@ -12,10 +12,19 @@ use kiln_llama::LlamaGenerator;
 use serde_json::Value;
 
 const TOLERANCE: f32 = 1e-4;
-const FIXTURES: [&str; 6] = ["gqa", "llama3_rope", "tied_mha", "bf16", "sharded_f16", "head_dim"];
+const FIXTURES: [&str; 6] = [
+    "gqa",
+    "llama3_rope",
+    "tied_mha",
+    "bf16",
+    "sharded_f16",
+    "head_dim",
+];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/llama")
+        .join(name)
 }
 
 fn reference(name: &str) -> Value {
@@ -24,7 +33,11 @@ fn reference(name: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn open(name: &str) -> LlamaGenerator {
@@ -40,17 +53,32 @@ fn logits_match_transformers() {
         for (b, seq) in r["input_ids"].as_array().unwrap().iter().enumerate() {
             let ids = ids(seq);
             let mut cache = model.model().new_cache();
-            let logits = model.model().forward(model.model().ids_tensor(&ids, 1), &mut cache).unwrap();
+            let logits = model
+                .model()
+                .forward(model.model().ids_tensor(&ids, 1), &mut cache)
+                .unwrap();
             let got: Vec<f32> = logits.into_data().try_into_vec::<f32>().unwrap();
             let want: Vec<f32> = r["logits"][b]
                 .as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+                .flat_map(|row| {
+                    row.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
                 .collect();
             assert_eq!(got.len(), want.len(), "{name}: logits size");
-            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(max <= TOLERANCE, "{name} seq {b}: max |diff| {max} > {TOLERANCE}");
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max <= TOLERANCE,
+                "{name} seq {b}: max |diff| {max} > {TOLERANCE}"
+            );
         }
     }
 }
@@ -65,12 +93,23 @@ fn incremental_decoding_matches_full_forward() {
         let v = model.model().config.vocab_size;
         let mut cache = model.model().new_cache();
         for (t, &id) in ids.iter().enumerate() {
-            let last = model.model().forward_last(model.model().ids_tensor(&[id], 1), &mut cache).unwrap();
+            let last = model
+                .model()
+                .forward_last(model.model().ids_tensor(&[id], 1), &mut cache)
+                .unwrap();
             let got: Vec<f32> = last.into_data().try_into_vec::<f32>().unwrap();
-            let want: Vec<f32> =
-                r["logits"][0][t].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let want: Vec<f32> = r["logits"][0][t]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
             assert_eq!(got.len(), v);
-            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(max <= TOLERANCE, "{name} step {t}: max |diff| {max}");
         }
     }
@@ -86,7 +125,10 @@ fn greedy_generation_matches_transformers() {
         let req = GenerationRequest::new(Prompt::Tokens(prompt.clone()))
             .with_sampling(SamplingParams::greedy())
             .with_max_tokens(want.len() - prompt.len())
-            .with_stop(kiln_core::StopConditions { ignore_eos: true, ..Default::default() });
+            .with_stop(kiln_core::StopConditions {
+                ignore_eos: true,
+                ..Default::default()
+            });
         let out = model.generate(&req).unwrap();
         let mut got = prompt.clone();
         got.extend(&out.token_ids);
@@ -118,6 +160,12 @@ fn chat_template_and_tokenizer_match_transformers() {
     assert_eq!(prompt_ids, ids(&ex["ids"]));
     let tok = &r["tokenizer_example"];
     let text = tok["text"].as_str().unwrap();
-    assert_eq!(model.tokenizer().encode(text, true).unwrap(), ids(&tok["ids_with_bos"]));
-    assert_eq!(model.tokenizer().encode(text, false).unwrap(), ids(&tok["ids_no_special"]));
+    assert_eq!(
+        model.tokenizer().encode(text, true).unwrap(),
+        ids(&tok["ids_with_bos"])
+    );
+    assert_eq!(
+        model.tokenizer().encode(text, false).unwrap(),
+        ids(&tok["ids_no_special"])
+    );
 }

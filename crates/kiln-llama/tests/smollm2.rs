@@ -17,19 +17,30 @@ const LOGPROB_TOLERANCE: f32 = 5e-4;
 fn asset() -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln")
+        });
     let p = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-assets.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-assets.sh first",
+        p.display()
+    );
     p
 }
 
 fn reference() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/smollm2/reference.json");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/smollm2/reference.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn open() -> LlamaGenerator {
@@ -43,13 +54,25 @@ fn logprobs_match_transformers_on_the_same_gguf() {
     let ids = ids(&r["ids"]);
     assert_eq!(ids.len(), 64);
     let got = model.score_ids(&ids).unwrap();
-    let want: Vec<f32> = r["logprobs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let want: Vec<f32> = r["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     assert_eq!(got.len(), 63);
-    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max <= LOGPROB_TOLERANCE, "max |logprob diff| = {max}");
     let ppl_k = kiln_llama::perplexity(&got);
     let ppl_t = kiln_llama::perplexity(&want);
-    assert!((ppl_k / ppl_t - 1.0).abs() < 1e-3, "perplexity {ppl_k} vs {ppl_t}");
+    assert!(
+        (ppl_k / ppl_t - 1.0).abs() < 1e-3,
+        "perplexity {ppl_k} vs {ppl_t}"
+    );
 }
 
 #[test]
@@ -59,7 +82,12 @@ fn greedy_chat_answer_matches_transformers() {
     let g = &r["greedy_chat"];
     // The template renders exactly as transformers renders it.
     let rendered = model
-        .apply_chat_template(&[kiln_core::ChatMessage::user("What is the capital of France?")], true)
+        .apply_chat_template(
+            &[kiln_core::ChatMessage::user(
+                "What is the capital of France?",
+            )],
+            true,
+        )
         .unwrap();
     assert_eq!(rendered, g["prompt"].as_str().unwrap());
     let prompt = ids(&g["prompt_ids"]);
@@ -85,12 +113,21 @@ fn chat_prompt_tokenizes_like_transformers() {
     let r = reference();
     let g = &r["greedy_chat"];
     let got = model
-        .encode_prompt(&Prompt::Chat(vec![kiln_core::ChatMessage::user("What is the capital of France?")]))
+        .encode_prompt(&Prompt::Chat(vec![kiln_core::ChatMessage::user(
+            "What is the capital of France?",
+        )]))
         .unwrap();
     assert_eq!(got, ids(&g["prompt_ids"]));
     for case in r["tokenizations"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(model.tokenizer().encode(text, false).unwrap(), ids(&case["ids"]), "{text:?}");
-        assert_eq!(model.tokenizer().decode(&ids(&case["ids"]), false).unwrap(), text);
+        assert_eq!(
+            model.tokenizer().encode(text, false).unwrap(),
+            ids(&case["ids"]),
+            "{text:?}"
+        );
+        assert_eq!(
+            model.tokenizer().decode(&ids(&case["ids"]), false).unwrap(),
+            text
+        );
     }
 }

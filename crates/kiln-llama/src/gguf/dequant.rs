@@ -17,7 +17,9 @@ const PAR_MIN_ELEMENTS: usize = 1 << 16;
 const PAR_CHUNK_ELEMENTS: usize = 1 << 14;
 
 /// 4-bit non-linear code book shared by IQ4_NL and IQ4_XS (`kvalues_iq4nl`).
-const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 /// Dequantizes `bytes`, the raw data of `out.len()` elements of type `ty`, into `out`.
 ///
@@ -44,9 +46,9 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
     match ty {
         GgmlType::F32 => run::<4, 1>(bytes, out, |b, y| y[0] = f32::from_le_bytes(*b)),
         GgmlType::F16 => run::<2, 1>(bytes, out, |b, y| y[0] = f16::from_le_bytes(*b).to_f32()),
-        GgmlType::BF16 => {
-            run::<2, 1>(bytes, out, |b, y| y[0] = f32::from_bits(u32::from(u16::from_le_bytes(*b)) << 16))
-        }
+        GgmlType::BF16 => run::<2, 1>(bytes, out, |b, y| {
+            y[0] = f32::from_bits(u32::from(u16::from_le_bytes(*b)) << 16)
+        }),
         GgmlType::F64 => run::<8, 1>(bytes, out, |b, y| y[0] = f64::from_le_bytes(*b) as f32),
         GgmlType::I8 => run::<1, 1>(bytes, out, |b, y| y[0] = f32::from(b[0] as i8)),
         GgmlType::I16 => run::<2, 1>(bytes, out, |b, y| y[0] = f32::from(i16::from_le_bytes(*b))),
@@ -78,14 +80,25 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
 /// Applies `kernel` to every `TS`-byte block of `bytes`, writing `BS` floats per block.
 ///
 /// The caller has checked that `bytes` holds exactly `out.len() / BS` blocks.
-fn run<const TS: usize, const BS: usize>(bytes: &[u8], out: &mut [f32], kernel: fn(&[u8; TS], &mut [f32; BS])) {
+fn run<const TS: usize, const BS: usize>(
+    bytes: &[u8],
+    out: &mut [f32],
+    kernel: fn(&[u8; TS], &mut [f32; BS]),
+) {
     let (blocks, _) = bytes.as_chunks::<TS>();
     let (outs, _) = out.as_chunks_mut::<BS>();
     if outs.len() * BS >= PAR_MIN_ELEMENTS {
         let per_item = (PAR_CHUNK_ELEMENTS / BS).max(1);
-        blocks.par_iter().zip(outs.par_iter_mut()).with_min_len(per_item).for_each(|(b, y)| kernel(b, y));
+        blocks
+            .par_iter()
+            .zip(outs.par_iter_mut())
+            .with_min_len(per_item)
+            .for_each(|(b, y)| kernel(b, y));
     } else {
-        blocks.iter().zip(outs.iter_mut()).for_each(|(b, y)| kernel(b, y));
+        blocks
+            .iter()
+            .zip(outs.iter_mut())
+            .for_each(|(b, y)| kernel(b, y));
     }
 }
 
@@ -101,7 +114,10 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 
@@ -190,7 +206,14 @@ fn block_q2_k(b: &[u8; 84], y: &mut [f32; QK_K]) {
 fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
-    let word = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            packed[4 * i],
+            packed[4 * i + 1],
+            packed[4 * i + 2],
+            packed[4 * i + 3],
+        ])
+    };
     let (a0, a1, tmp) = (word(0), word(1), word(2));
     let aux = [
         (a0 & KMASK2) | ((tmp & KMASK1) << 4),

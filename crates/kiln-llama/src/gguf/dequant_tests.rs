@@ -42,15 +42,27 @@ fn scale_min_ref(j: usize, q: &[u8]) -> (f32, f32) {
         (f32::from(q[j] & 63), f32::from(q[j + 4] & 63))
     } else {
         let k = j - 4;
-        (f32::from((q[8 + k] & 15) | ((q[k] >> 6) << 4)), f32::from((q[8 + k] >> 4) | ((q[4 + k] >> 6) << 4)))
+        (
+            f32::from((q[8 + k] & 15) | ((q[k] >> 6) << 4)),
+            f32::from((q[8 + k] >> 4) | ((q[4 + k] >> 6) << 4)),
+        )
     }
 }
 
 #[test]
 fn plain_types() {
-    assert_eq!(deq(GgmlType::F32, &[0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0]), vec![1.0, -2.0]);
-    assert_eq!(deq(GgmlType::F16, &[0x00, 0x3c, 0x00, 0xb8, 0x01, 0x00]), vec![1.0, -0.5, 5.960_464_5e-8]);
-    assert_eq!(deq(GgmlType::BF16, &[0x80, 0x3f, 0x40, 0xc0]), vec![1.0, -3.0]);
+    assert_eq!(
+        deq(GgmlType::F32, &[0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0]),
+        vec![1.0, -2.0]
+    );
+    assert_eq!(
+        deq(GgmlType::F16, &[0x00, 0x3c, 0x00, 0xb8, 0x01, 0x00]),
+        vec![1.0, -0.5, 5.960_464_5e-8]
+    );
+    assert_eq!(
+        deq(GgmlType::BF16, &[0x80, 0x3f, 0x40, 0xc0]),
+        vec![1.0, -3.0]
+    );
     assert_eq!(deq(GgmlType::F64, &1.5f64.to_le_bytes()), vec![1.5]);
     assert_eq!(deq(GgmlType::I8, &[0xff, 7]), vec![-1.0, 7.0]);
     assert_eq!(deq(GgmlType::I16, &(-300i16).to_le_bytes()), vec![-300.0]);
@@ -138,7 +150,11 @@ fn generic_32_blocks_match_elementwise_layout() {
         let y = deq(GgmlType::Q5_1, &b);
         let qh = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
         for i in 0..32 {
-            let lo = if i < 16 { p[4 + i] & 15 } else { p[4 + i - 16] >> 4 };
+            let lo = if i < 16 {
+                p[4 + i] & 15
+            } else {
+                p[4 + i - 16] >> 4
+            };
             let q = u32::from(lo) | (((qh >> i) & 1) << 4);
             assert_eq!(y[i], q as f32 * 0.125 + -3.0);
         }
@@ -228,7 +244,11 @@ fn q4_k_and_q5_k_match_elementwise_layout() {
             let lo = if w < 32 { byte & 15 } else { byte >> 4 };
             let hi = (qh[w % 32] >> sub) & 1;
             let (sc, m) = scale_min_ref(sub, scales);
-            assert_eq!(y[i], d * sc * f32::from(lo + 16 * hi) - dmin * m, "q5_k element {i}");
+            assert_eq!(
+                y[i],
+                d * sc * f32::from(lo + 16 * hi) - dmin * m,
+                "q5_k element {i}"
+            );
         }
     }
 }
@@ -273,10 +293,14 @@ fn q8_k_and_iq4_xs_match_elementwise_layout() {
     let (scales_l, qs) = p[2..].split_at(4);
     for i in 0..256 {
         let (ib, w) = (i / 32, i % 32);
-        let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 15) as i32 | ((((scales_h >> (2 * ib)) & 3) as i32) << 4);
+        let ls = ((scales_l[ib / 2] >> (4 * (ib % 2))) & 15) as i32
+            | ((((scales_h >> (2 * ib)) & 3) as i32) << 4);
         let byte = qs[16 * ib + w % 16];
         let q = if w < 16 { byte & 15 } else { byte >> 4 };
-        assert_eq!(y[i], 0.5 * (ls - 32) as f32 * f32::from(KVALUES_IQ4NL[q as usize]));
+        assert_eq!(
+            y[i],
+            0.5 * (ls - 32) as f32 * f32::from(KVALUES_IQ4NL[q as usize])
+        );
     }
 }
 

@@ -7,8 +7,14 @@ use super::types::GgmlType;
 use crate::error::{Error, Result};
 
 /// The types [`quantize`] can produce.
-pub const QUANTIZABLE: &[GgmlType] =
-    &[GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+pub const QUANTIZABLE: &[GgmlType] = &[
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+];
 
 /// Encodes `data` (row-major, rows of `ne[0]` elements) as `ty`, the way ggml's reference
 /// quantizer does.
@@ -25,16 +31,32 @@ pub fn quantize(ty: GgmlType, data: &[f32]) -> Result<Vec<u8>> {
     }
     let mut out = Vec::with_capacity(data.len() / bs * ty.type_size());
     match ty {
-        GgmlType::F32 => data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        GgmlType::F16 => data.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-        GgmlType::BF16 => data.iter().for_each(|v| out.extend_from_slice(&f32_to_bf16(*v).to_le_bytes())),
-        GgmlType::Q8_0 => data.chunks_exact(32).for_each(|x| quantize_block_q8_0(x, &mut out)),
-        GgmlType::Q4_0 => data.chunks_exact(32).for_each(|x| quantize_block_q4_0(x, &mut out)),
-        GgmlType::Q4_1 => data.chunks_exact(32).for_each(|x| quantize_block_q4_1(x, &mut out)),
+        GgmlType::F32 => data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        GgmlType::F16 => data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        GgmlType::BF16 => data
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f32_to_bf16(*v).to_le_bytes())),
+        GgmlType::Q8_0 => data
+            .chunks_exact(32)
+            .for_each(|x| quantize_block_q8_0(x, &mut out)),
+        GgmlType::Q4_0 => data
+            .chunks_exact(32)
+            .for_each(|x| quantize_block_q4_0(x, &mut out)),
+        GgmlType::Q4_1 => data
+            .chunks_exact(32)
+            .for_each(|x| quantize_block_q4_1(x, &mut out)),
         other => {
             return Err(Error::Invalid(format!(
                 "cannot quantize to {other}: supported are {}",
-                QUANTIZABLE.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+                QUANTIZABLE
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
@@ -113,7 +135,9 @@ mod tests {
     use crate::gguf::dequantize_into;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32) * 0.37).sin() * 3.0 - 0.25).collect()
+        (0..n)
+            .map(|i| ((i as f32) * 0.37).sin() * 3.0 - 0.25)
+            .collect()
     }
 
     #[test]
@@ -125,7 +149,10 @@ mod tests {
         let b = quantize(GgmlType::Q8_0, &x).unwrap();
         assert_eq!(b.len(), 34);
         // d = 12.7 / 127 = 0.1 -> f16 0x2E66; q = round(x / d).
-        assert_eq!(u16::from_le_bytes([b[0], b[1]]), f16::from_f32(0.1).to_bits());
+        assert_eq!(
+            u16::from_le_bytes([b[0], b[1]]),
+            f16::from_f32(0.1).to_bits()
+        );
         assert_eq!(&b[2..5], &[127u8, (-63i8) as u8, 1]);
         assert!(b[5..].iter().all(|&q| q == 0));
     }
@@ -172,7 +199,11 @@ mod tests {
             let bytes = quantize(ty, &x).unwrap();
             let mut y = vec![0.0; x.len()];
             dequantize_into(ty, &bytes, &mut y).unwrap();
-            let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let err = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
             assert!(err <= tol, "{ty}: max error {err} > {tol}");
         }
     }

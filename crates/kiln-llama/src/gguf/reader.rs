@@ -45,13 +45,19 @@ impl GgufTensorInfo {
     /// contiguous. Dimensions that do not fit in `usize` saturate (they cannot occur in a file
     /// [`GgufFile::open`] accepted).
     pub fn shape(&self) -> Vec<usize> {
-        self.dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect()
+        self.dims
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect()
     }
 
     /// The number of elements (the product of the dimensions; 1 for a scalar). Saturates on
     /// overflow, which [`GgufFile::open`] rules out for the tensors it returns.
     pub fn n_elements(&self) -> usize {
-        self.dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(usize::try_from(d).unwrap_or(usize::MAX)))
+        self.dims.iter().fold(1usize, |acc, &d| {
+            acc.saturating_mul(usize::try_from(d).unwrap_or(usize::MAX))
+        })
     }
 
     /// The size of the tensor's data in bytes. Fails ([`Error::Invalid`]) when the element count
@@ -59,9 +65,15 @@ impl GgufTensorInfo {
     pub fn n_bytes(&self) -> Result<usize> {
         let mut n: usize = 1;
         for &d in &self.dims {
-            n = usize::try_from(d).ok().and_then(|d| n.checked_mul(d)).ok_or_else(|| {
-                Error::Invalid(format!("tensor `{}`: element count of dims {:?} overflows", self.name, self.dims))
-            })?;
+            n = usize::try_from(d)
+                .ok()
+                .and_then(|d| n.checked_mul(d))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "tensor `{}`: element count of dims {:?} overflows",
+                        self.name, self.dims
+                    ))
+                })?;
         }
         let bs = self.ggml_type.block_size() as u64;
         let ne0 = self.dims.first().copied().unwrap_or(1);
@@ -72,7 +84,10 @@ impl GgufTensorInfo {
             )));
         }
         self.ggml_type.bytes_for(n).ok_or_else(|| {
-            Error::Invalid(format!("tensor `{}`: byte size of dims {:?} overflows", self.name, self.dims))
+            Error::Invalid(format!(
+                "tensor `{}`: byte size of dims {:?} overflows",
+                self.name, self.dims
+            ))
         })
     }
 }
@@ -119,8 +134,11 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len == 0 {
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(gguf_err(path, "not a regular file"));
+        }
+        if meta.len() == 0 {
             return Err(gguf_err(path, "the file is empty (truncated?)"));
         }
         // SAFETY: the map is read-only and private to this value; as documented on `GgufFile`, the
@@ -132,7 +150,12 @@ impl GgufFile {
             mmap,
             version: header.version,
             metadata: header.metadata,
-            index: header.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect(),
+            index: header
+                .tensors
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect(),
             tensors: header.tensors,
             alignment: header.alignment,
             data_offset: header.data_offset,
@@ -170,16 +193,26 @@ impl GgufFile {
     }
 
     fn meta_err(&self, key: &str, message: impl Into<String>) -> Error {
-        Error::Metadata { path: self.path.display().to_string(), key: key.to_owned(), message: message.into() }
+        Error::Metadata {
+            path: self.path.display().to_string(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
     }
 
-    fn typed<'a, T>(&'a self, key: &str, want: &str, f: impl Fn(&'a GgufValue) -> Option<T>) -> Result<Option<T>> {
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        want: &str,
+        f: impl Fn(&'a GgufValue) -> Option<T>,
+    ) -> Result<Option<T>> {
         match self.metadata.get(key) {
             None => Ok(None),
             Some(v) => f(v).map(Some).ok_or_else(|| match v {
-                GgufValue::Array(items) => {
-                    self.meta_err(key, format!("expected {want}, found an array of {} items", items.len()))
-                }
+                GgufValue::Array(items) => self.meta_err(
+                    key,
+                    format!("expected {want}, found an array of {} items", items.len()),
+                ),
                 _ => self.meta_err(key, format!("expected {want}, found {} {v}", v.type_name())),
             }),
         }
@@ -250,19 +283,28 @@ impl GgufFile {
     }
 
     fn tensor_or_missing(&self, name: &str) -> Result<&GgufTensorInfo> {
-        self.tensor_info(name)
-            .ok_or_else(|| Error::MissingTensor { path: self.path.display().to_string(), name: name.to_owned() })
+        self.tensor_info(name).ok_or_else(|| Error::MissingTensor {
+            path: self.path.display().to_string(),
+            name: name.to_owned(),
+        })
     }
 
     /// The raw bytes of tensor `name`, borrowed from the mapping. [`Error::MissingTensor`] when
     /// there is no such tensor.
     pub fn tensor_bytes(&self, name: &str) -> Result<&[u8]> {
         let info = self.tensor_or_missing(name)?;
-        let n_bytes = info.n_bytes().map_err(|e| gguf_err(&self.path, e.to_string()))?;
+        let n_bytes = info
+            .n_bytes()
+            .map_err(|e| gguf_err(&self.path, e.to_string()))?;
         let range = tensor_range(self.data_offset, info.offset, n_bytes);
         range
             .and_then(|(start, end)| self.mmap.get(start..end))
-            .ok_or_else(|| gguf_err(&self.path, format!("tensor `{name}`: data lies outside the file (truncated?)")))
+            .ok_or_else(|| {
+                gguf_err(
+                    &self.path,
+                    format!("tensor `{name}`: data lies outside the file (truncated?)"),
+                )
+            })
     }
 
     /// Tensor `name` converted to `f32`, row-major in [`GgufTensorInfo::shape`] order.
@@ -287,7 +329,10 @@ impl GgufFile {
 }
 
 fn gguf_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Gguf { path: path.display().to_string(), message: message.into() }
+    Error::Gguf {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 /// `[start, end)` of a tensor's data in the file, if it does not overflow.
@@ -386,7 +431,11 @@ impl<'a> Cursor<'a> {
                 match self.array::<1>(what)? {
                     [0] => GgufValue::Bool(false),
                     [1] => GgufValue::Bool(true),
-                    [b] => return Err(self.err(format!("{} at offset {at}: invalid bool byte {b}", what()))),
+                    [b] => {
+                        return Err(
+                            self.err(format!("{} at offset {at}: invalid bool byte {b}", what()))
+                        );
+                    }
                 }
             }
             type_id::STRING => GgufValue::String(self.string(what)?),
@@ -401,10 +450,20 @@ impl<'a> Cursor<'a> {
                     type_id::U16 | type_id::I16 => 2,
                     type_id::U32 | type_id::I32 | type_id::F32 => 4,
                     type_id::U64 | type_id::I64 | type_id::F64 | type_id::STRING => 8,
-                    type_id::ARRAY => return Err(self.err(format!("{}: nested arrays are not supported", what()))),
-                    other => return Err(self.err(format!("{}: unknown array element type {other}", what()))),
+                    type_id::ARRAY => {
+                        return Err(
+                            self.err(format!("{}: nested arrays are not supported", what()))
+                        );
+                    }
+                    other => {
+                        return Err(
+                            self.err(format!("{}: unknown array element type {other}", what()))
+                        );
+                    }
                 };
-                if n.checked_mul(min_size).is_none_or(|need| need > self.remaining() as u64) {
+                if n.checked_mul(min_size)
+                    .is_none_or(|need| need > self.remaining() as u64)
+                {
                     return Err(self.err(format!(
                         "array length {n} of {} ({} elements) at offset {} exceeds the {} bytes left in the file \
                          (corrupt or truncated)",
@@ -429,17 +488,25 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
     let mut c = Cursor { buf, pos: 0, path };
     let magic = c.array::<4>(&|| "the magic".into())?;
     if magic != GGUF_MAGIC {
-        return Err(
-            c.err(format!("not a GGUF file: bad magic {:?} (expected \"GGUF\")", String::from_utf8_lossy(&magic)))
-        );
+        return Err(c.err(format!(
+            "not a GGUF file: bad magic {:?} (expected \"GGUF\")",
+            String::from_utf8_lossy(&magic)
+        )));
     }
     let version = c.u32(&|| "the version".into())?;
     match version {
         2 | 3 => {}
         v if (2..=3).contains(&v.swap_bytes()) => {
-            return Err(c.err(format!("big-endian GGUF (version {}) is not supported", v.swap_bytes())));
+            return Err(c.err(format!(
+                "big-endian GGUF (version {}) is not supported",
+                v.swap_bytes()
+            )));
         }
-        v => return Err(c.err(format!("unsupported GGUF version {v} (Kiln reads versions 2 and 3)"))),
+        v => {
+            return Err(c.err(format!(
+                "unsupported GGUF version {v} (Kiln reads versions 2 and 3)"
+            )));
+        }
     }
     let n_tensors = c.u64(&|| "the tensor count".into())?;
     let n_kv = c.u64(&|| "the metadata count".into())?;
@@ -476,7 +543,9 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
         let name = c.string(&|| format!("the name of tensor #{i}"))?;
         let n_dims = c.u32(&|| format!("the dimension count of tensor `{name}`"))?;
         if n_dims as usize > GGML_MAX_DIMS {
-            return Err(c.err(format!("tensor `{name}` has {n_dims} dimensions (ggml allows at most {GGML_MAX_DIMS})")));
+            return Err(c.err(format!(
+                "tensor `{name}` has {n_dims} dimensions (ggml allows at most {GGML_MAX_DIMS})"
+            )));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for d in 0..n_dims {
@@ -489,11 +558,20 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
             dtype: format!("unknown ggml type id {type_id}"),
         })?;
         let offset = c.u64(&|| format!("the data offset of tensor `{name}`"))?;
-        let info = GgufTensorInfo { name, dims, ggml_type, offset };
-        let n_elements =
-            info.dims.iter().try_fold(1i64, |acc, &d| i64::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
+        let info = GgufTensorInfo {
+            name,
+            dims,
+            ggml_type,
+            offset,
+        };
+        let n_elements = info.dims.iter().try_fold(1i64, |acc, &d| {
+            i64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        });
         if n_elements.is_none() {
-            return Err(c.err(format!("tensor `{}`: element count of dims {:?} overflows", info.name, info.dims)));
+            return Err(c.err(format!(
+                "tensor `{}`: element count of dims {:?} overflows",
+                info.name, info.dims
+            )));
         }
         info.n_bytes().map_err(|e| c.err(e.to_string()))?;
         if seen.insert(info.name.clone(), i).is_some() {
@@ -506,7 +584,11 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
         None => GGUF_DEFAULT_ALIGNMENT,
         Some(v) => match v.as_u64() {
             Some(a) if a.is_power_of_two() && a <= MAX_ALIGNMENT => a,
-            _ => return Err(c.err(format!("general.alignment must be a power of two up to {MAX_ALIGNMENT}, got {v}"))),
+            _ => {
+                return Err(c.err(format!(
+                    "general.alignment must be a power of two up to {MAX_ALIGNMENT}, got {v}"
+                )));
+            }
         },
     };
     let header_end = c.pos as u64;
@@ -536,5 +618,11 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Header> {
             }
         }
     }
-    Ok(Header { version, metadata, tensors, alignment, data_offset })
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
 }

@@ -11,7 +11,10 @@
 //!   ranked longer piece first, which reproduces the leftmost-first growth of such runs.
 //! - `tokenizer.ggml.model = "gpt2"` (byte-level BPE): the vocabulary and `tokenizer.ggml.merges`,
 //!   pre-tokenized by the regexes llama.cpp picks for `tokenizer.ggml.pre` (see
-//!   [`super::tokenizer_pre`]), then GPT-2's byte-to-unicode mapping; a ByteLevel decoder.
+//!   `tokenizer_pre.rs`), then GPT-2's byte-to-unicode mapping; a ByteLevel decoder. An unknown
+//!   `tokenizer.ggml.pre` is an error ([`Error::Tokenizer`]), as it is for llama.cpp, rather than a
+//!   silent fallback that would tokenize differently; an absent one uses llama.cpp's `"default"`
+//!   regexes, as llama.cpp does.
 //!
 //! Control tokens (type 3) and the unknown token (type 2) become special added tokens, user-defined
 //! tokens (type 4) plain added tokens; both are matched in raw input text (like llama.cpp with
@@ -30,7 +33,8 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
+    AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior,
+    Tokenizer,
 };
 
 use super::reader::GgufFile;
@@ -107,7 +111,10 @@ impl GgufTokenizerInfo {
     /// The tokens that end generation: EOS, EOT and EOM, deduplicated.
     pub fn eog_token_ids(&self) -> Vec<u32> {
         let mut out = Vec::new();
-        for id in [self.eos_token_id, self.eot_token_id, self.eom_token_id].into_iter().flatten() {
+        for id in [self.eos_token_id, self.eot_token_id, self.eom_token_id]
+            .into_iter()
+            .flatten()
+        {
             if !out.contains(&id) {
                 out.push(id);
             }
@@ -124,7 +131,10 @@ impl GgufTokenizerInfo {
 /// `tokenizer.ggml.pre`, or when `tokenizers` rejects the result.
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerInfo)> {
     let source = format!("{} (GGUF metadata)", file.path().display());
-    let tok_err = |message: String| Error::Tokenizer { source_name: source.clone(), message };
+    let tok_err = |message: String| Error::Tokenizer {
+        source_name: source.clone(),
+        message,
+    };
     let model = file.get_str("tokenizer.ggml.model")?.to_owned();
     let pre = file.opt_str("tokenizer.ggml.pre")?.map(str::to_owned);
 
@@ -167,9 +177,18 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
             }),
         }
     };
-    let spm_default = |id: u32| if is_spm && (id as usize) < n { Some(id) } else { None };
-    let find_text =
-        |texts: &[&str]| texts.iter().find_map(|t| tokens.iter().position(|tok| tok == t).map(|i| i as u32));
+    let spm_default = |id: u32| {
+        if is_spm && (id as usize) < n {
+            Some(id)
+        } else {
+            None
+        }
+    };
+    let find_text = |texts: &[&str]| {
+        texts
+            .iter()
+            .find_map(|t| tokens.iter().position(|tok| tok == t).map(|i| i as u32))
+    };
     let bos = token_id("tokenizer.ggml.bos_token_id", spm_default(1))?;
     let eos = token_id("tokenizer.ggml.eos_token_id", spm_default(2))?;
     let info = GgufTokenizerInfo {
@@ -182,9 +201,15 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
         eom_token_id: token_id("tokenizer.ggml.eom_token_id", find_text(&["<|eom_id|>"]))?,
         unknown_token_id: token_id("tokenizer.ggml.unknown_token_id", spm_default(0))?,
         padding_token_id: token_id("tokenizer.ggml.padding_token_id", None)?,
-        add_bos_token: file.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(pre_cfg.is_none_or(|c| c.add_bos)),
-        add_eos_token: file.opt_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
-        add_space_prefix: file.opt_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(is_spm),
+        add_bos_token: file
+            .opt_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(pre_cfg.is_none_or(|c| c.add_bos)),
+        add_eos_token: file
+            .opt_bool("tokenizer.ggml.add_eos_token")?
+            .unwrap_or(false),
+        add_space_prefix: file
+            .opt_bool("tokenizer.ggml.add_space_prefix")?
+            .unwrap_or(is_spm),
         chat_template: file.opt_str("tokenizer.chat_template")?.map(str::to_owned),
         bos_token: bos.and_then(|id| tokens.get(id as usize).cloned()),
         eos_token: eos.and_then(|id| tokens.get(id as usize).cloned()),
@@ -211,7 +236,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
             token_type::CONTROL | token_type::UNKNOWN => {
                 special.push(AddedToken::from(text.clone(), true).normalized(false))
             }
-            token_type::USER_DEFINED => user.push(AddedToken::from(text.clone(), false).normalized(false)),
+            token_type::USER_DEFINED => {
+                user.push(AddedToken::from(text.clone(), false).normalized(false))
+            }
             _ => {}
         }
     }
@@ -225,9 +252,19 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<(Tokenizer, GgufTokenizerI
 }
 
 /// The BOS/EOS template, or `None` when the file adds neither.
-fn post_processor(info: &GgufTokenizerInfo) -> std::result::Result<Option<TemplateProcessing>, String> {
-    let bos = if info.add_bos_token { info.bos_token_id.zip(info.bos_token.clone()) } else { None };
-    let eos = if info.add_eos_token { info.eos_token_id.zip(info.eos_token.clone()) } else { None };
+fn post_processor(
+    info: &GgufTokenizerInfo,
+) -> std::result::Result<Option<TemplateProcessing>, String> {
+    let bos = if info.add_bos_token {
+        info.bos_token_id.zip(info.bos_token.clone())
+    } else {
+        None
+    };
+    let eos = if info.add_eos_token {
+        info.eos_token_id.zip(info.eos_token.clone())
+    } else {
+        None
+    };
     if bos.is_none() && eos.is_none() {
         return Ok(None);
     }
@@ -235,14 +272,18 @@ fn post_processor(info: &GgufTokenizerInfo) -> std::result::Result<Option<Templa
     if let Some((id, text)) = bos.clone() {
         single.push("BOS");
         pair.push("BOS");
-        specials.push(SpecialToken::new("BOS".into(), vec![id], vec![text]).map_err(|e| e.to_string())?);
+        specials.push(
+            SpecialToken::new("BOS".into(), vec![id], vec![text]).map_err(|e| e.to_string())?,
+        );
     }
     single.push("$A");
     pair.push("$A");
     if let Some((id, text)) = eos.clone() {
         single.push("EOS");
         pair.push("EOS");
-        specials.push(SpecialToken::new("EOS".into(), vec![id], vec![text]).map_err(|e| e.to_string())?);
+        specials.push(
+            SpecialToken::new("EOS".into(), vec![id], vec![text]).map_err(|e| e.to_string())?,
+        );
     }
     let mut pair_b: Vec<&str> = Vec::new();
     if bos.is_some() {
@@ -270,7 +311,11 @@ fn spm_tokenizer(
     scores: &[f32],
     info: &GgufTokenizerInfo,
 ) -> std::result::Result<Tokenizer, String> {
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     // A piece takes part in merges unless it is a byte, control or unknown token.
     let mergeable = |id: u32| {
         !matches!(
@@ -294,13 +339,21 @@ fn spm_tokenizer(
     }
     // Highest score first; on equal scores the longer piece, then the longer left part.
     candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
-    let merges = candidates.into_iter().map(|(_, _, _, l, r)| (l.to_owned(), r.to_owned())).collect();
+    let merges = candidates
+        .into_iter()
+        .map(|(_, _, _, l, r)| (l.to_owned(), r.to_owned()))
+        .collect();
 
-    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
     if let Some(unk) = info.unknown_token_id.and_then(|id| tokens.get(id as usize)) {
         builder = builder.unk_token(unk.clone());
     }
-    let bpe = builder.build().map_err(|e| format!("building the SentencePiece BPE model: {e}"))?;
+    let bpe = builder
+        .build()
+        .map_err(|e| format!("building the SentencePiece BPE model: {e}"))?;
     let mut tokenizer = Tokenizer::new(bpe);
 
     let replace = |from: &str, to: &str| Replace::new(from, to).map_err(|e| e.to_string());
@@ -311,8 +364,11 @@ fn spm_tokenizer(
     normalizers.push(replace(" ", "▁")?.into());
     tokenizer.with_normalizer(Some(NormalizerSequence::new(normalizers)));
 
-    let mut decoders: Vec<DecoderWrapper> =
-        vec![replace("▁", " ")?.into(), ByteFallback::new().into(), Fuse::new().into()];
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        replace("▁", " ")?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
     if info.add_space_prefix {
         decoders.push(Strip::new(' ', 1, 0).into());
     }
@@ -327,15 +383,28 @@ fn bpe_tokenizer(
     regexes: &[&str],
     ignore_merges: bool,
 ) -> std::result::Result<Tokenizer, String> {
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     // Like llama.cpp, split each merge at the first space after its first character. Merges whose parts
     // or result are not in the vocabulary can never apply; they are skipped.
     let mut pairs = Vec::with_capacity(merges.len());
     for m in merges {
         let first = m.chars().next().map_or(0, char::len_utf8);
-        let Some(pos) = m.get(first..).and_then(|rest| rest.find(' ')).map(|p| p + first) else { continue };
+        let Some(pos) = m
+            .get(first..)
+            .and_then(|rest| rest.find(' '))
+            .map(|p| p + first)
+        else {
+            continue;
+        };
         let (left, right) = (&m[..pos], &m[pos + 1..]);
-        if vocab.contains_key(left) && vocab.contains_key(right) && vocab.contains_key(&format!("{left}{right}")) {
+        if vocab.contains_key(left)
+            && vocab.contains_key(right)
+            && vocab.contains_key(&format!("{left}{right}"))
+        {
             pairs.push((left.to_owned(), right.to_owned()));
         }
     }
@@ -348,8 +417,12 @@ fn bpe_tokenizer(
 
     let mut pre: Vec<PreTokenizerWrapper> = Vec::with_capacity(regexes.len() + 1);
     for re in regexes {
-        let split = Split::new(SplitPattern::Regex((*re).to_owned()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| format!("pre-tokenizer regex {re:?}: {e}"))?;
+        let split = Split::new(
+            SplitPattern::Regex((*re).to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| format!("pre-tokenizer regex {re:?}: {e}"))?;
         pre.push(split.into());
     }
     pre.push(ByteLevel::new(false, true, false).into());
@@ -359,7 +432,11 @@ fn bpe_tokenizer(
 }
 
 fn metadata_err(file: &GgufFile, key: &str, message: String) -> Error {
-    Error::Metadata { path: file.path().display().to_string(), key: key.to_owned(), message }
+    Error::Metadata {
+        path: file.path().display().to_string(),
+        key: key.to_owned(),
+        message,
+    }
 }
 
 /// Metadata `key` as an array of strings.
@@ -369,7 +446,11 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
         .enumerate()
         .map(|(i, v)| match v {
             GgufValue::String(s) => Ok(s.clone()),
-            other => Err(metadata_err(file, key, format!("element {i} is {}, expected a string", other.type_name()))),
+            other => Err(metadata_err(
+                file,
+                key,
+                format!("element {i} is {}, expected a string", other.type_name()),
+            )),
         })
         .collect()
 }
@@ -378,15 +459,28 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
 fn int_array(file: &GgufFile, key: &str, n: usize) -> Result<Vec<i32>> {
     let items = file.get_array(key)?;
     if items.len() != n {
-        return Err(metadata_err(file, key, format!("has {} entries for {n} tokens", items.len())));
+        return Err(metadata_err(
+            file,
+            key,
+            format!("has {} entries for {n} tokens", items.len()),
+        ));
     }
     items
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            v.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(|| {
-                metadata_err(file, key, format!("element {i} is {} {v}, expected a 32-bit integer", v.type_name()))
-            })
+            v.as_i64()
+                .and_then(|x| i32::try_from(x).ok())
+                .ok_or_else(|| {
+                    metadata_err(
+                        file,
+                        key,
+                        format!(
+                            "element {i} is {} {v}, expected a 32-bit integer",
+                            v.type_name()
+                        ),
+                    )
+                })
         })
         .collect()
 }
@@ -395,14 +489,23 @@ fn int_array(file: &GgufFile, key: &str, n: usize) -> Result<Vec<i32>> {
 fn float_array(file: &GgufFile, key: &str, n: usize) -> Result<Vec<f32>> {
     let items = file.get_array(key)?;
     if items.len() != n {
-        return Err(metadata_err(file, key, format!("has {} entries for {n} tokens", items.len())));
+        return Err(metadata_err(
+            file,
+            key,
+            format!("has {} entries for {n} tokens", items.len()),
+        ));
     }
     items
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            v.as_f32()
-                .ok_or_else(|| metadata_err(file, key, format!("element {i} is {}, expected a number", v.type_name())))
+            v.as_f32().ok_or_else(|| {
+                metadata_err(
+                    file,
+                    key,
+                    format!("element {i} is {}, expected a number", v.type_name()),
+                )
+            })
         })
         .collect()
 }

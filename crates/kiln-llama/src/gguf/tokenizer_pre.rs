@@ -25,8 +25,7 @@ const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Qwen 2's regex (single digits).
-const QWEN2: &str =
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -61,19 +60,28 @@ const DEFAULT: &[&str] = &[
     r"[0-9][0-9][0-9]",
 ];
 
-const fn cfg(regexes: &'static [&'static str], ignore_merges: bool, add_bos: bool) -> PreTokenizerConfig {
-    PreTokenizerConfig { regexes, ignore_merges, add_bos }
+const fn cfg(
+    regexes: &'static [&'static str],
+    ignore_merges: bool,
+    add_bos: bool,
+) -> PreTokenizerConfig {
+    PreTokenizerConfig {
+        regexes,
+        ignore_merges,
+        add_bos,
+    }
 }
 
 /// The configuration for `tokenizer.ggml.pre` = `pre` (`None`: absent), or `None` for a value
 /// llama.cpp does not know either (it refuses to load such a model).
 pub(crate) fn pre_tokenizer_config(pre: Option<&str>) -> Option<PreTokenizerConfig> {
-    let Some(pre) = pre else { return Some(cfg(DEFAULT, false, false)) };
+    let Some(pre) = pre else {
+        return Some(cfg(DEFAULT, false, false));
+    };
     Some(match pre {
         "default" => cfg(DEFAULT, false, false),
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
-            cfg(&[LLAMA3], true, true)
-        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" => cfg(&[LLAMA3], true, true),
         "dbrx" | "smaug-bpe" | "chatglm-bpe" => cfg(&[LLAMA3], false, false),
         "glm4" => cfg(&[LLAMA3], true, false),
         "deepseek-llm" => cfg(DEEPSEEK_LLM, false, false),
@@ -82,9 +90,9 @@ pub(crate) fn pre_tokenizer_config(pre: Option<&str>) -> Option<PreTokenizerConf
         "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva-7b" => {
             cfg(&[r"\p{N}", GPT2], false, false)
         }
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
-        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "trillion"
-        | "exaone4" => cfg(&[GPT2], false, false),
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
+        | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
+        | "mpt" | "olmo" | "jais" | "trillion" | "exaone4" => cfg(&[GPT2], false, false),
         "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "stablelm2" | "megrez" | "hunyuan" => {
             cfg(&[QWEN2], false, false)
         }
@@ -130,8 +138,12 @@ mod tests {
         for name in names {
             let cfg = pre_tokenizer_config(Some(name)).unwrap();
             for re in cfg.regexes {
-                Split::new(SplitPattern::Regex((*re).to_owned()), SplitDelimiterBehavior::Isolated, false)
-                    .unwrap_or_else(|e| panic!("{name}: {re}: {e}"));
+                Split::new(
+                    SplitPattern::Regex((*re).to_owned()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("{name}: {re}: {e}"));
             }
         }
         assert!(pre_tokenizer_config(Some("no-such-pre")).is_none());

@@ -10,7 +10,7 @@ use std::fmt;
 ///
 /// Every type ggml defines is listed, so a file using any of them opens and its layout is checked;
 /// only some can be dequantized (see [`GgmlType::can_dequantize`]). An id ggml does not define is
-/// an error when the file is opened ([`crate::error::Error::UnsupportedDtype`]).
+/// an error when the file is opened ([`crate::Error::UnsupportedDtype`]).
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -100,26 +100,80 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::Q5_1, 7, "Q5_1", 32, 2 + 2 + 4 + 16),
     (GgmlType::Q8_0, 8, "Q8_0", 32, 2 + 32),
     (GgmlType::Q8_1, 9, "Q8_1", 32, 2 + 2 + 32),
-    (GgmlType::Q2_K, 10, "Q2_K", QK_K, 2 + 2 + QK_K / 16 + QK_K / 4),
-    (GgmlType::Q3_K, 11, "Q3_K", QK_K, 2 + QK_K / 4 + QK_K / 8 + 12),
+    (
+        GgmlType::Q2_K,
+        10,
+        "Q2_K",
+        QK_K,
+        2 + 2 + QK_K / 16 + QK_K / 4,
+    ),
+    (
+        GgmlType::Q3_K,
+        11,
+        "Q3_K",
+        QK_K,
+        2 + QK_K / 4 + QK_K / 8 + 12,
+    ),
     (GgmlType::Q4_K, 12, "Q4_K", QK_K, 2 + 2 + QK_K / 2 + 12),
-    (GgmlType::Q5_K, 13, "Q5_K", QK_K, 2 + 2 + QK_K / 2 + QK_K / 8 + 12),
-    (GgmlType::Q6_K, 14, "Q6_K", QK_K, 2 + QK_K / 2 + QK_K / 4 + QK_K / 16),
+    (
+        GgmlType::Q5_K,
+        13,
+        "Q5_K",
+        QK_K,
+        2 + 2 + QK_K / 2 + QK_K / 8 + 12,
+    ),
+    (
+        GgmlType::Q6_K,
+        14,
+        "Q6_K",
+        QK_K,
+        2 + QK_K / 2 + QK_K / 4 + QK_K / 16,
+    ),
     (GgmlType::Q8_K, 15, "Q8_K", QK_K, 4 + QK_K + QK_K / 8),
     (GgmlType::IQ2_XXS, 16, "IQ2_XXS", QK_K, 2 + QK_K / 4),
-    (GgmlType::IQ2_XS, 17, "IQ2_XS", QK_K, 2 + QK_K / 4 + QK_K / 32),
-    (GgmlType::IQ3_XXS, 18, "IQ3_XXS", QK_K, 2 + QK_K / 4 + QK_K / 8),
+    (
+        GgmlType::IQ2_XS,
+        17,
+        "IQ2_XS",
+        QK_K,
+        2 + QK_K / 4 + QK_K / 32,
+    ),
+    (
+        GgmlType::IQ3_XXS,
+        18,
+        "IQ3_XXS",
+        QK_K,
+        2 + QK_K / 4 + QK_K / 8,
+    ),
     (GgmlType::IQ1_S, 19, "IQ1_S", QK_K, 2 + QK_K / 8 + QK_K / 16),
     (GgmlType::IQ4_NL, 20, "IQ4_NL", 32, 2 + 16),
-    (GgmlType::IQ3_S, 21, "IQ3_S", QK_K, 2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4),
+    (
+        GgmlType::IQ3_S,
+        21,
+        "IQ3_S",
+        QK_K,
+        2 + QK_K / 4 + QK_K / 8 + QK_K / 32 + 4,
+    ),
     (GgmlType::IQ2_S, 22, "IQ2_S", QK_K, 2 + QK_K / 4 + QK_K / 16),
-    (GgmlType::IQ4_XS, 23, "IQ4_XS", QK_K, 2 + 2 + QK_K / 2 + QK_K / 64),
+    (
+        GgmlType::IQ4_XS,
+        23,
+        "IQ4_XS",
+        QK_K,
+        2 + 2 + QK_K / 2 + QK_K / 64,
+    ),
     (GgmlType::I8, 24, "I8", 1, 1),
     (GgmlType::I16, 25, "I16", 1, 2),
     (GgmlType::I32, 26, "I32", 1, 4),
     (GgmlType::I64, 27, "I64", 1, 8),
     (GgmlType::F64, 28, "F64", 1, 8),
-    (GgmlType::IQ1_M, 29, "IQ1_M", QK_K, QK_K / 8 + QK_K / 16 + QK_K / 32),
+    (
+        GgmlType::IQ1_M,
+        29,
+        "IQ1_M",
+        QK_K,
+        QK_K / 8 + QK_K / 16 + QK_K / 32,
+    ),
     (GgmlType::BF16, 30, "BF16", 1, 2),
     (GgmlType::TQ1_0, 34, "TQ1_0", QK_K, 2 + 4 * 13),
     (GgmlType::TQ2_0, 35, "TQ2_0", QK_K, 2 + 64),
@@ -132,7 +186,11 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
 impl GgmlType {
     fn entry(self) -> (GgmlType, u32, &'static str, usize, usize) {
         // Every variant has exactly one row; the fallback is never taken.
-        TABLE.iter().copied().find(|e| e.0 == self).unwrap_or((self, u32::MAX, "?", 1, 1))
+        TABLE
+            .iter()
+            .copied()
+            .find(|e| e.0 == self)
+            .unwrap_or((self, u32::MAX, "?", 1, 1))
     }
 
     /// The type with ggml id `id`, or `None` for an id ggml does not define.
@@ -142,7 +200,10 @@ impl GgmlType {
 
     /// The type with ggml name `name` (`"Q4_K"`, case-insensitive), if any.
     pub fn from_name(name: &str) -> Option<Self> {
-        TABLE.iter().find(|e| e.2.eq_ignore_ascii_case(name)).map(|e| e.0)
+        TABLE
+            .iter()
+            .find(|e| e.2.eq_ignore_ascii_case(name))
+            .map(|e| e.0)
     }
 
     /// The ggml numeric id stored in GGUF files.
@@ -218,7 +279,10 @@ mod tests {
         for &(ty, id, name, bs, ts) in TABLE {
             assert_eq!(GgmlType::from_id(id), Some(ty));
             assert_eq!(GgmlType::from_name(name), Some(ty));
-            assert_eq!((ty.id(), ty.name(), ty.block_size(), ty.type_size()), (id, name, bs, ts));
+            assert_eq!(
+                (ty.id(), ty.name(), ty.block_size(), ty.type_size()),
+                (id, name, bs, ts)
+            );
         }
         // Spot checks against ggml-common.h's static_asserts.
         assert_eq!(GgmlType::Q4_K.type_size(), 144);

@@ -110,7 +110,10 @@ impl GgufValue {
         match *self {
             GgufValue::F32(v) => Some(f64::from(v)),
             GgufValue::F64(v) => Some(v),
-            _ => self.as_i64().map(|v| v as f64).or_else(|| self.as_u64().map(|v| v as f64)),
+            _ => self
+                .as_i64()
+                .map(|v| v as f64)
+                .or_else(|| self.as_u64().map(|v| v as f64)),
         }
     }
 

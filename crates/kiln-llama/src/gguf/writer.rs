@@ -48,7 +48,12 @@ impl Default for GgufWriter {
 impl GgufWriter {
     /// An empty GGUF v3 file with the default alignment (32).
     pub fn new() -> Self {
-        GgufWriter { version: 3, alignment: GGUF_DEFAULT_ALIGNMENT, metadata: Vec::new(), tensors: Vec::new() }
+        GgufWriter {
+            version: 3,
+            alignment: GGUF_DEFAULT_ALIGNMENT,
+            metadata: Vec::new(),
+            tensors: Vec::new(),
+        }
     }
 
     /// Sets the format version written in the header (2 and 3 share a layout; other values make
@@ -61,7 +66,9 @@ impl GgufWriter {
     /// Sets the data alignment (a power of two) and records it as `general.alignment` (u32).
     pub fn alignment(&mut self, alignment: u32) -> Result<&mut Self> {
         if !alignment.is_power_of_two() {
-            return Err(Error::Invalid(format!("GGUF alignment must be a power of two, got {alignment}")));
+            return Err(Error::Invalid(format!(
+                "GGUF alignment must be a power of two, got {alignment}"
+            )));
         }
         self.alignment = u64::from(alignment);
         Ok(self.metadata("general.alignment", GgufValue::U32(alignment)))
@@ -83,8 +90,14 @@ impl GgufWriter {
     /// `ty` may be F32, F16, BF16, Q8_0, Q4_0 or Q4_1; quantized types need the last dimension to be a
     /// multiple of 32. [`Error::Invalid`] on a length mismatch, an unsupported type or a duplicate
     /// name.
-    pub fn tensor_f32(&mut self, name: &str, shape: &[usize], data: &[f32], ty: GgmlType) -> Result<&mut Self> {
-        let n: usize = shape.iter().product();
+    pub fn tensor_f32(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        data: &[f32],
+        ty: GgmlType,
+    ) -> Result<&mut Self> {
+        let n = element_count(name, shape)?;
         if data.len() != n {
             return Err(Error::Invalid(format!(
                 "tensor `{name}`: shape {shape:?} has {n} elements but {} values were given",
@@ -98,19 +111,30 @@ impl GgufWriter {
                 ty.block_size()
             )));
         }
-        let bytes = quantize(ty, data).map_err(|e| Error::Invalid(format!("tensor `{name}`: {e}")))?;
+        let bytes =
+            quantize(ty, data).map_err(|e| Error::Invalid(format!("tensor `{name}`: {e}")))?;
         self.tensor_raw(name, shape, ty, bytes)
     }
 
     /// Adds tensor `name` with PyTorch-order `shape` whose data is already encoded as `ty`
     /// (`bytes` must be exactly the tensor's size).
-    pub fn tensor_raw(&mut self, name: &str, shape: &[usize], ty: GgmlType, bytes: Vec<u8>) -> Result<&mut Self> {
+    pub fn tensor_raw(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        ty: GgmlType,
+        bytes: Vec<u8>,
+    ) -> Result<&mut Self> {
         if self.tensors.iter().any(|t| t.name == name) {
             return Err(Error::Invalid(format!("duplicate tensor `{name}`")));
         }
-        let n: usize = shape.iter().product();
+        let n = element_count(name, shape)?;
         let ne0 = shape.last().copied().unwrap_or(1);
-        let expected = if ne0.is_multiple_of(ty.block_size()) { ty.bytes_for(n) } else { None };
+        let expected = if ne0.is_multiple_of(ty.block_size()) {
+            ty.bytes_for(n)
+        } else {
+            None
+        };
         if expected != Some(bytes.len()) {
             return Err(Error::Invalid(format!(
                 "tensor `{name}`: {} bytes do not hold a {ty} tensor of shape {shape:?}",
@@ -118,7 +142,12 @@ impl GgufWriter {
             )));
         }
         let dims = shape.iter().rev().map(|&d| d as u64).collect();
-        self.tensors.push(PendingTensor { name: name.to_owned(), dims, ty, data: bytes });
+        self.tensors.push(PendingTensor {
+            name: name.to_owned(),
+            dims,
+            ty,
+            data: bytes,
+        });
         Ok(self)
     }
 
@@ -165,7 +194,10 @@ impl GgufWriter {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let path = path.as_ref();
         let bytes = self.to_bytes()?;
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
         let tmp = path.with_file_name(format!(
             ".{file_name}.tmp-{}-{}",
             std::process::id(),
@@ -204,7 +236,9 @@ fn put_value(out: &mut Vec<u8>, key: &str, value: &GgufValue, in_array: bool) ->
         GgufValue::Bool(v) => out.push(u8::from(*v)),
         GgufValue::String(s) => put_str(out, s),
         GgufValue::Array(_) if in_array => {
-            return Err(Error::Invalid(format!("metadata `{key}`: GGUF arrays cannot nest")));
+            return Err(Error::Invalid(format!(
+                "metadata `{key}`: GGUF arrays cannot nest"
+            )));
         }
         GgufValue::Array(items) => {
             // An empty array has no element to take the type from; it is written as `u8[]`.
@@ -224,4 +258,12 @@ fn put_value(out: &mut Vec<u8>, key: &str, value: &GgufValue, in_array: bool) ->
         }
     }
     Ok(())
+}
+
+/// The number of elements of `shape`, or [`Error::Invalid`] if it overflows.
+fn element_count(name: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::Invalid(format!("tensor `{name}`: shape {shape:?} overflows")))
 }

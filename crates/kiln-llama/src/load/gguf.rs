@@ -32,8 +32,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
     let usize_of = |k: &str| -> Result<usize> { Ok(file.get_u64(&key(k))? as usize) };
     let hidden_size = usize_of("embedding_length")?;
     let num_attention_heads = usize_of("attention.head_count")?;
-    let num_key_value_heads =
-        file.opt_u64(&key("attention.head_count_kv"))?.map_or(num_attention_heads, |v| v as usize);
+    let num_key_value_heads = file
+        .opt_u64(&key("attention.head_count_kv"))?
+        .map_or(num_attention_heads, |v| v as usize);
     if num_attention_heads == 0 {
         return Err(Error::Metadata {
             path,
@@ -43,19 +44,26 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
     }
     let head_dim = match file.opt_u64(&key("attention.key_length"))? {
         Some(v) => v as usize,
-        None => file.opt_u64(&key("rope.dimension_count"))?.map_or(hidden_size / num_attention_heads, |v| v as usize),
+        None => file
+            .opt_u64(&key("rope.dimension_count"))?
+            .map_or(hidden_size / num_attention_heads, |v| v as usize),
     };
     let vocab_size = match file.opt_u64(&key("vocab_size"))? {
         Some(v) => v as usize,
         None => file
             .tensor_info("token_embd.weight")
             .map(|t| t.shape().first().copied().unwrap_or(0))
-            .ok_or_else(|| Error::MissingTensor { path: path.clone(), name: "token_embd.weight".into() })?,
+            .ok_or_else(|| Error::MissingTensor {
+                path: path.clone(),
+                name: "token_embd.weight".into(),
+            })?,
     };
     let rope_theta = file.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
     let mut rope_scaling = match file.opt_str(&key("rope.scaling.type"))? {
         None | Some("none") => RopeScaling::None,
-        Some("linear") => RopeScaling::Linear { factor: file.get_f32(&key("rope.scaling.factor"))? },
+        Some("linear") => RopeScaling::Linear {
+            factor: file.get_f32(&key("rope.scaling.factor"))?,
+        },
         Some(other) => {
             return Err(Error::Metadata {
                 path,
@@ -68,14 +76,21 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
         // Llama 3.1+: the converter stores the per-frequency divisors of llama3 scaling.
         rope_scaling = RopeScaling::Factors(file.dequantize("rope_freqs.weight")?);
     }
-    let token_id = |k: &str| -> Result<Option<u32>> { Ok(file.opt_u64(k)?.and_then(|v| u32::try_from(v).ok())) };
+    let token_id = |k: &str| -> Result<Option<u32>> {
+        Ok(file.opt_u64(k)?.and_then(|v| u32::try_from(v).ok()))
+    };
     let bos_token_id = token_id("tokenizer.ggml.bos_token_id")?;
     let mut eos_token_ids = Vec::new();
-    for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+    for k in [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ] {
         if let Some(id) = token_id(k)?
-            && !eos_token_ids.contains(&id) {
-                eos_token_ids.push(id);
-            }
+            && !eos_token_ids.contains(&id)
+        {
+            eos_token_ids.push(id);
+        }
     }
     let cfg = LlamaConfig {
         vocab_size,
@@ -85,7 +100,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
         num_attention_heads,
         num_key_value_heads,
         head_dim,
-        rms_norm_eps: file.opt_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
+        rms_norm_eps: file
+            .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5),
         rope_theta,
         rope_scaling,
         max_position_embeddings: usize_of("context_length")?,
@@ -108,7 +125,9 @@ pub struct GgufWeights<'a> {
 
 impl std::fmt::Debug for GgufWeights<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GgufWeights").field("path", &self.file.path()).finish()
+        f.debug_struct("GgufWeights")
+            .field("path", &self.file.path())
+            .finish()
     }
 }
 
@@ -116,7 +135,11 @@ impl<'a> GgufWeights<'a> {
     /// Wraps an open file for a model of this configuration.
     #[must_use]
     pub fn new(file: &'a GgufFile, config: &LlamaConfig) -> Self {
-        Self { file, n_heads: config.num_attention_heads, n_kv_heads: config.num_key_value_heads }
+        Self {
+            file,
+            n_heads: config.num_attention_heads,
+            n_kv_heads: config.num_key_value_heads,
+        }
     }
 
     /// The GGUF path of a file.
@@ -167,7 +190,8 @@ fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_heads: usize) -> Vec
             for j in 0..2 {
                 let src = h * head_rows + 2 * i + j;
                 let dst = h * head_rows + j * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -180,19 +204,31 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn contains(&self, name: &str) -> bool {
-        gguf_name(name, self.n_heads, self.n_kv_heads).is_some_and(|(g, _)| self.file.tensor_info(&g).is_some())
+        gguf_name(name, self.n_heads, self.n_kv_heads)
+            .is_some_and(|(g, _)| self.file.tensor_info(&g).is_some())
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (gname, heads) = gguf_name(name, self.n_heads, self.n_kv_heads)
-            .ok_or_else(|| Error::MissingTensor { path: self.path(), name: name.to_string() })?;
+        let (gname, heads) =
+            gguf_name(name, self.n_heads, self.n_kv_heads).ok_or_else(|| Error::MissingTensor {
+                path: self.path(),
+                name: name.to_string(),
+            })?;
         let info = self
             .file
             .tensor_info(&gname)
-            .ok_or_else(|| Error::MissingTensor { path: self.path(), name: gname.clone() })?;
+            .ok_or_else(|| Error::MissingTensor {
+                path: self.path(),
+                name: gname.clone(),
+            })?;
         let found = info.shape();
         if found != shape {
-            return Err(Error::TensorShape { path: self.path(), name: gname, expected: shape.to_vec(), found });
+            return Err(Error::TensorShape {
+                path: self.path(),
+                name: gname,
+                expected: shape.to_vec(),
+                found,
+            });
         }
         let data = self.file.dequantize(&gname)?;
         match (heads, shape) {
@@ -220,8 +256,14 @@ mod tests {
             gguf_name("model.layers.3.self_attn.k_proj.weight", 9, 3),
             Some(("blk.3.attn_k.weight".into(), Some(3)))
         );
-        assert_eq!(gguf_name("model.layers.0.mlp.down_proj.weight", 9, 3), Some(("blk.0.ffn_down.weight".into(), None)));
-        assert_eq!(gguf_name("lm_head.weight", 9, 3), Some(("output.weight".into(), None)));
+        assert_eq!(
+            gguf_name("model.layers.0.mlp.down_proj.weight", 9, 3),
+            Some(("blk.0.ffn_down.weight".into(), None))
+        );
+        assert_eq!(
+            gguf_name("lm_head.weight", 9, 3),
+            Some(("output.weight".into(), None))
+        );
         assert_eq!(gguf_name("model.layers.x.mlp.down_proj.weight", 9, 3), None);
     }
 

@@ -32,14 +32,20 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| Error::Config { path: path.display().to_string(), message: format!("malformed JSON: {e}") })
+        .map_err(|e| Error::Config {
+            path: path.display().to_string(),
+            message: format!("malformed JSON: {e}"),
+        })
 }
 
 /// A token in tokenizer_config.json is a string or an `AddedToken` object with `content`.
 fn token_string(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -81,13 +87,15 @@ impl HfDirectory {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             // A list of named templates: take "default".
             Some(serde_json::Value::Array(list)) => list.iter().find_map(|e| {
-                (e.get("name")?.as_str()? == "default").then(|| e.get("template")?.as_str().map(str::to_string))?
+                (e.get("name")?.as_str()? == "default")
+                    .then(|| e.get("template")?.as_str().map(str::to_string))?
             }),
             _ => None,
         });
         let jinja = dir.join("chat_template.jinja");
         if jinja.exists() {
-            chat_template = Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?);
+            chat_template =
+                Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?);
         }
         let bos_token = token_string(tc.as_ref().and_then(|t| t.get("bos_token")));
         let eos_token = token_string(tc.as_ref().and_then(|t| t.get("eos_token")));
@@ -97,12 +105,17 @@ impl HfDirectory {
             match gc.get("eos_token_id") {
                 Some(serde_json::Value::Number(n)) => {
                     if let Some(id) = n.as_u64().and_then(|v| u32::try_from(v).ok())
-                        && !config.eos_token_ids.contains(&id) {
-                            config.eos_token_ids.push(id);
-                        }
+                        && !config.eos_token_ids.contains(&id)
+                    {
+                        config.eos_token_ids.push(id);
+                    }
                 }
                 Some(serde_json::Value::Array(a)) => {
-                    for id in a.iter().filter_map(|v| v.as_u64()).filter_map(|v| u32::try_from(v).ok()) {
+                    for id in a
+                        .iter()
+                        .filter_map(|v| v.as_u64())
+                        .filter_map(|v| u32::try_from(v).ok())
+                    {
                         if !config.eos_token_ids.contains(&id) {
                             config.eos_token_ids.push(id);
                         }
@@ -113,9 +126,10 @@ impl HfDirectory {
         }
         use kiln_core::Tokenizer as _;
         if let Some(eos) = eos_token.as_deref().and_then(|t| tokenizer.token_to_id(t))
-            && !config.eos_token_ids.contains(&eos) {
-                config.eos_token_ids.push(eos);
-            }
+            && !config.eos_token_ids.contains(&eos)
+        {
+            config.eos_token_ids.push(eos);
+        }
         let special = SpecialTokens {
             bos_token_id: config.bos_token_id,
             eos_token_ids: config.eos_token_ids.clone(),
@@ -123,6 +137,12 @@ impl HfDirectory {
             eos_token,
             chat_template,
         };
-        Ok(Self { dir, config, weights, tokenizer, special })
+        Ok(Self {
+            dir,
+            config,
+            weights,
+            tokenizer,
+            special,
+        })
     }
 }

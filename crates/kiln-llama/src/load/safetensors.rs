@@ -28,7 +28,10 @@ impl Shard {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Ok(Self { path: path.to_path_buf(), mmap })
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap,
+        })
     }
 
     fn tensors(&self) -> Result<SafeTensors<'_>> {
@@ -85,7 +88,11 @@ impl SafetensorsWeights {
             }
             shards.push(shard);
         }
-        Ok(Self { root: root.to_path_buf(), shards, index })
+        Ok(Self {
+            root: root.to_path_buf(),
+            shards,
+            index,
+        })
     }
 
     /// Opens the shards listed by a `model.safetensors.index.json`.
@@ -99,10 +106,13 @@ impl SafetensorsWeights {
             path: index_path.display().to_string(),
             message: format!("malformed index: {e}"),
         })?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Config {
-            path: index_path.display().to_string(),
-            message: "missing object `weight_map`".into(),
-        })?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::Config {
+                path: index_path.display().to_string(),
+                message: "missing object `weight_map`".into(),
+            })?;
         let dir = index_path.parent().unwrap_or(Path::new("."));
         let mut files: Vec<PathBuf> = Vec::new();
         for (tensor, file) in map {
@@ -150,14 +160,17 @@ impl WeightSource for SafetensorsWeights {
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let &i = self
-            .index
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor { path: self.path(), name: name.to_string() })?;
+        let &i = self.index.get(name).ok_or_else(|| Error::MissingTensor {
+            path: self.path(),
+            name: name.to_string(),
+        })?;
         let shard = &self.shards[i];
         let path = shard.path.display().to_string();
         let st = shard.tensors()?;
-        let view = st.tensor(name).map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
+        let view = st.tensor(name).map_err(|e| Error::Safetensors {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         if view.shape() != shape {
             return Err(Error::TensorShape {
                 path,
@@ -168,7 +181,10 @@ impl WeightSource for SafetensorsWeights {
         }
         let bytes = view.data();
         let out = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -179,10 +195,16 @@ impl WeightSource for SafetensorsWeights {
                 .collect(),
             Dtype::F64 => bytes
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
                 .collect(),
             other => {
-                return Err(Error::UnsupportedDtype { path, name: name.to_string(), dtype: format!("{other:?}") });
+                return Err(Error::UnsupportedDtype {
+                    path,
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                });
             }
         };
         Ok(out)
