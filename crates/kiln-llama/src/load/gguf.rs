@@ -235,11 +235,11 @@ impl WeightSource for GgufWeights<'_> {
             (Some(n), [rows, cols]) if n > 0 && rows % n == 0 && (rows / n) % 2 == 0 => {
                 Ok(unpermute_rows(&data, *rows, *cols, n))
             }
-            (Some(n), [rows, _]) => Err(Error::TensorShape {
+            (Some(n), _) => Err(Error::Gguf {
                 path: self.path(),
-                name: gname,
-                expected: vec![n * (rows / n.max(1)), shape.get(1).copied().unwrap_or(0)],
-                found: shape.to_vec(),
+                message: format!(
+                    "tensor `{gname}` of shape {shape:?} cannot be split into {n} heads of even width"
+                ),
             }),
             _ => Ok(data),
         }
