@@ -2,7 +2,8 @@
 //! generated one at a time from an empty context), one warm-up then `--reps` timed runs, printed as
 //! JSON with mean and standard deviation in tokens per second.
 //!
-//! `cargo run --release --example bench -- MODEL [--pp 512,64] [--tg 128] [--reps 3] [--device cpu]`
+//! `cargo run --release --example bench -- MODEL [--pp 512,64] [--tg 128] [--reps 3] [--device cpu]
+//! [--engine auto|burn|cpu]`
 //! Threads: `RAYON_NUM_THREADS` (burn's CPU backend runs on rayon's global pool).
 
 use std::time::Instant;
@@ -24,11 +25,11 @@ fn list(s: &str) -> Result<Vec<usize>> {
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let model_path = args
-        .next()
-        .context("usage: bench MODEL [--pp 512,64] [--tg 128] [--reps 3] [--device cpu]")?;
-    let (mut pp, mut tg, mut reps, mut device) =
-        (vec![512, 64], vec![128], 3usize, "cpu".to_string());
+    let model_path = args.next().context(
+        "usage: bench MODEL [--pp 512,64] [--tg 128] [--reps 3] [--device cpu] [--engine auto]",
+    )?;
+    let (mut pp, mut tg, mut reps) = (vec![512, 64], vec![128], 3usize);
+    let (mut device, mut engine) = ("cpu".to_string(), "auto".to_string());
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -38,13 +39,16 @@ fn main() -> Result<()> {
             "--tg" => tg = list(&value)?,
             "--reps" => reps = value.parse()?,
             "--device" => device = value,
+            "--engine" => engine = value,
             other => bail!("unknown flag {other}"),
         }
     }
-    let device = kiln::backend::device(&device)?;
-    let generator = kiln::llama::LlamaGenerator::open(&model_path, &device)?;
-    let model = generator.model();
-    let vocab = model.config.vocab_size as u32;
+    let options = kiln::llama::LoadOptions {
+        device: device.parse()?,
+        engine: engine.parse()?,
+    };
+    let model = kiln::llama::LlamaGenerator::load(&model_path, &options)?;
+    let vocab = model.config().vocab_size as u32;
     let ids: Vec<u32> = (0..4096u32)
         .map(|i| 100 + (i * 7919) % (vocab - 200))
         .collect();
@@ -54,8 +58,7 @@ fn main() -> Result<()> {
         for rep in 0..=reps {
             let mut cache = model.new_cache();
             let t = Instant::now();
-            let out = model.forward_last(model.ids_tensor(&ids[..n], 1), &mut cache)?;
-            let _ = out.into_data();
+            let _logits = model.forward_last(&ids[..n], &mut cache)?;
             if rep > 0 {
                 runs.push(n as f64 / t.elapsed().as_secs_f64());
             }
@@ -70,11 +73,7 @@ fn main() -> Result<()> {
             let mut next = ids[0];
             let t = Instant::now();
             for _ in 0..n {
-                let logits = model.forward_last(model.ids_tensor(&[next], 1), &mut cache)?;
-                let row = logits
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let row = model.forward_last(&[next], &mut cache)?;
                 next = kiln::llama::sampling::argmax(&row);
             }
             if rep > 0 {
@@ -88,7 +87,7 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(
-            &serde_json::json!({"model": model_path, "threads": threads, "results": results})
+            &serde_json::json!({"model": model_path, "engine": engine, "threads": threads, "results": results})
         )?
     );
     Ok(())

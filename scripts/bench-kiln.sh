@@ -12,7 +12,7 @@ bash scripts/fetch-assets.sh >/dev/null
 cargo build --quiet --release --example bench
 mkdir -p "$CACHE/bench"
 bin="${CARGO_TARGET_DIR:-target}/release/examples/bench"
-RAYON_NUM_THREADS="$THREADS" "$bin" "$MODEL" --pp 512,64 --tg 128 --reps "$REPS" >"$CACHE/bench/kiln-bench.json"
+RAYON_NUM_THREADS="$THREADS" "$bin" "$MODEL" --pp 512,64 --tg 128 --reps "$REPS" --engine "${ENGINE:-auto}" >"$CACHE/bench/kiln-bench.json"
 python3 - "$CACHE/bench/kiln-bench.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))

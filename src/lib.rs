@@ -8,10 +8,11 @@
 //! | [`core`]          | kiln-core      | always (no burn) |
 //! | `backend`         | kiln-backend   | `llama`          |
 //! | `llama`           | kiln-llama     | `llama` (default)|
+//! | `prompt`          | kiln-prompt    | `prompt` (no burn)|
 //!
 //! GPU backends: `wgpu` (Vulkan, Metal, DX12, or Mesa's software Vulkan) and `cuda`.
-//! The prompt, LoRA, CLIP and serving crates join the facade under the features `prompt`, `lora`,
-//! `clip` and `serve` as they land.
+//! The LoRA, CLIP and serving crates join the facade under the features `lora`, `clip` and `serve` as
+//! they land.
 //!
 //! ```no_run
 //! # #[cfg(feature = "llama")] {
@@ -37,3 +38,6 @@ pub use kiln_backend as backend;
 
 #[cfg(feature = "llama")]
 pub use kiln_llama as llama;
+
+#[cfg(feature = "prompt")]
+pub use kiln_prompt as prompt;

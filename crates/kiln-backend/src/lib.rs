@@ -11,6 +11,9 @@
 //!
 //! Asking for a device whose feature was not compiled in is an error that says which feature to enable.
 //!
+//! [`kernels`] holds Kiln's own CPU matrix-vector / matrix-matrix kernels over quantized (Q4_0, Q4_1,
+//! Q8_0) and float (F32, F16, BF16) weights in GGUF byte layouts, independent of burn.
+//!
 //! ```
 //! use kiln_backend::DeviceSpec;
 //! let spec: DeviceSpec = "cuda:1".parse().unwrap();
@@ -20,6 +23,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+pub mod kernels;
 
 pub use burn::tensor::Device;
 
@@ -37,6 +42,46 @@ pub enum Error {
         device: String,
         /// The feature that enables it.
         feature: &'static str,
+    },
+    /// A weight matrix's column count is zero or not a whole number of its format's blocks.
+    #[error("{format} matrix: {cols} columns is not a positive multiple of the block size")]
+    BlockMisaligned {
+        /// The weight format.
+        format: kernels::WeightFormat,
+        /// The columns asked for.
+        cols: usize,
+    },
+    /// A weight matrix's bytes do not have the size its shape and format imply.
+    #[error("{format} matrix of {rows}x{cols}: expected {expected} bytes, got {actual}")]
+    DataSize {
+        /// The weight format.
+        format: kernels::WeightFormat,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes the shape needs.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// A byte range for a shared weight matrix lies outside its owner's bytes.
+    #[error("byte range {start}..{end} is outside the {len} bytes available")]
+    DataRange {
+        /// Start of the range.
+        start: usize,
+        /// End of the range.
+        end: usize,
+        /// Bytes the owner holds.
+        len: usize,
+    },
+    /// A weight matrix's size in bytes overflows `usize`.
+    #[error("a {rows}x{cols} matrix is too large to address")]
+    ShapeOverflow {
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
     },
 }
 

@@ -44,6 +44,9 @@ struct ModelArgs {
     /// Device: cpu, wgpu, vulkan, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Engine: auto (Kiln's quantized CPU kernels on the CPU, burn on GPUs), burn, or cpu.
+    #[arg(long, default_value = "auto")]
+    engine: String,
 }
 
 #[derive(Args)]
@@ -145,12 +148,15 @@ struct ChatArgs {
 }
 
 fn load(args: &ModelArgs) -> Result<LlamaGenerator> {
-    let device = kiln_backend::device(&args.device).context("selecting the device")?;
+    let options = kiln_llama::LoadOptions {
+        device: args.device.parse().context("selecting the device")?,
+        engine: args.engine.parse()?,
+    };
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     spinner.set_message(format!("loading {}", args.model.display()));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let model = LlamaGenerator::open(&args.model, &device);
+    let model = LlamaGenerator::load(&args.model, &options);
     spinner.finish_and_clear();
     model.with_context(|| format!("loading model {}", args.model.display()))
 }

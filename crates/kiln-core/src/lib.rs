@@ -8,6 +8,7 @@
 //! - [`TextGenerator`]: object-safe, `Send + Sync` text generation that streams decoded text and can be
 //!   cancelled through a [`CancelToken`].
 //! - [`Embedder`]: text and image embeddings.
+//! - [`Tool`]: a function an agent can call (name, description, JSON schema of its arguments).
 //! - [`ChatMessage`] with text and image [`ContentPart`]s, [`SamplingParams`], [`StopConditions`],
 //!   [`GenerationOutput`] with its [`FinishReason`], [`Usage`] and [`Timings`].
 //!
@@ -27,6 +28,7 @@ mod embed;
 mod error;
 mod generate;
 mod tokenizer;
+mod tool;
 mod utf8;
 
 pub use chat::{ChatMessage, ContentPart, ImageSource, Role};
@@ -37,4 +39,5 @@ pub use generate::{
     StopConditions, StreamEvent, TextGenerator, Timings, TokenLogprob, Usage,
 };
 pub use tokenizer::{HfTokenizer, Tokenizer};
+pub use tool::Tool;
 pub use utf8::IncrementalDecoder;

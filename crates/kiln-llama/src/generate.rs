@@ -12,6 +12,9 @@ use kiln_core::{
 };
 
 use crate::chat_template::ChatTemplate;
+use crate::config::LlamaConfig;
+use crate::cpu::CpuLlama;
+use crate::engine::{Engine, EngineKind, LoadOptions, ModelCache, Target};
 use crate::gguf::{GgufFile, tokenizer_from_gguf};
 use crate::load::{GgufWeights, HfDirectory, config_from_gguf};
 use crate::model::Llama;
@@ -23,7 +26,7 @@ use crate::{Error, Result};
 /// A Llama-family model ready to generate: weights, tokenizer, special tokens, chat template.
 pub struct LlamaGenerator {
     name: String,
-    model: Llama,
+    engine: Engine,
     tokenizer: HfTokenizer,
     special: SpecialTokens,
     chat_template: Option<ChatTemplate>,
@@ -33,7 +36,7 @@ impl std::fmt::Debug for LlamaGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LlamaGenerator")
             .field("name", &self.name)
-            .field("config", &self.model.config)
+            .field("config", self.engine.config())
             .finish()
     }
 }
@@ -55,9 +58,39 @@ impl LlamaGenerator {
     /// Errors naming the file and the problem: missing files, malformed formats, missing or
     /// mis-shaped tensors, unsupported architectures or tensor types.
     pub fn open(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let path = path.as_ref();
+        Self::open_target(path.as_ref(), &Target::Burn(device))
+    }
+
+    /// Opens a model with a device and engine choice: [`EngineKind::Auto`] runs Kiln's CPU kernels on
+    /// the CPU (weights kept quantized) and burn on GPUs.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::open`], and a device whose backend is not compiled in.
+    pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let cpu = match options.engine {
+            EngineKind::Auto => options.device.is_cpu(),
+            EngineKind::Cpu => {
+                if !options.device.is_cpu() {
+                    return Err(Error::Invalid(format!(
+                        "the cpu engine runs on the CPU, not on `{}`",
+                        options.device
+                    )));
+                }
+                true
+            }
+            EngineKind::Burn => false,
+        };
+        if cpu {
+            Self::open_target(path.as_ref(), &Target::Cpu)
+        } else {
+            let device = options.device.device()?;
+            Self::open_target(path.as_ref(), &Target::Burn(&device))
+        }
+    }
+
+    fn open_target(path: &Path, target: &Target<'_>) -> Result<Self> {
         if path.is_dir() {
-            return Self::open_hf_dir(path, device);
+            return Self::open_hf_dir(path, target);
         }
         if !path.exists() {
             return Err(Error::io(
@@ -69,20 +102,16 @@ impl LlamaGenerator {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         if ext_gguf || is_gguf(path) {
-            return Self::open_gguf(path, device);
+            return Self::open_gguf(path, target);
         }
         Err(Error::NotAModel {
             path: path.display().to_string(),
         })
     }
 
-    /// Opens a Hugging Face directory.
-    ///
-    /// # Errors
-    /// As [`LlamaGenerator::open`].
-    pub fn open_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+    fn open_hf_dir(dir: &Path, target: &Target<'_>) -> Result<Self> {
         let hf = HfDirectory::open(dir)?;
-        let model = Llama::load(hf.config.clone(), &hf.weights, device)?;
+        let engine = target.build(hf.config.clone(), &hf.weights)?;
         let chat_template = hf
             .special
             .chat_template
@@ -95,22 +124,18 @@ impl LlamaGenerator {
         );
         Ok(Self {
             name,
-            model,
+            engine,
             tokenizer: hf.tokenizer,
             special: hf.special,
             chat_template,
         })
     }
 
-    /// Opens a GGUF file.
-    ///
-    /// # Errors
-    /// As [`LlamaGenerator::open`].
-    pub fn open_gguf(path: &Path, device: &Device) -> Result<Self> {
+    fn open_gguf(path: &Path, target: &Target<'_>) -> Result<Self> {
         let file = GgufFile::open(path)?;
         let config = config_from_gguf(&file)?;
         let (tok, info) = tokenizer_from_gguf(&file)?;
-        let model = Llama::load(config.clone(), &GgufWeights::new(&file, &config), device)?;
+        let engine = target.build(config.clone(), &GgufWeights::new(&file, &config))?;
         let chat_template = info
             .chat_template
             .as_deref()
@@ -132,17 +157,59 @@ impl LlamaGenerator {
         };
         Ok(Self {
             name,
-            model,
+            engine,
             tokenizer: HfTokenizer::new(tok),
             special,
             chat_template,
         })
     }
 
-    /// The network.
+    /// The network on burn, when that engine runs it.
     #[must_use]
-    pub fn model(&self) -> &Llama {
-        &self.model
+    pub fn model(&self) -> Option<&Llama> {
+        match &self.engine {
+            Engine::Burn(m) => Some(m),
+            Engine::Cpu(_) => None,
+        }
+    }
+
+    /// The network on Kiln's CPU kernels, when that engine runs it.
+    #[must_use]
+    pub fn cpu_model(&self) -> Option<&CpuLlama> {
+        match &self.engine {
+            Engine::Cpu(m) => Some(m),
+            Engine::Burn(_) => None,
+        }
+    }
+
+    /// A fresh KV cache for [`LlamaGenerator::forward_last`].
+    #[must_use]
+    pub fn new_cache(&self) -> ModelCache {
+        ModelCache(self.engine.new_cache())
+    }
+
+    /// Runs `ids` after the cached positions and returns the logits of the last one (`[vocab]`).
+    ///
+    /// # Errors
+    /// Ids outside the vocabulary or a context overflow.
+    pub fn forward_last(&self, ids: &[u32], cache: &mut ModelCache) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        self.engine.last_logits(ids, &mut cache.0)
+    }
+
+    /// Logits of every position of `ids` from an empty cache (`[ids.len() * vocab]`).
+    ///
+    /// # Errors
+    /// Ids outside the vocabulary or a context overflow.
+    pub fn forward_all(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        self.engine.all_logits(ids)
+    }
+
+    /// The model configuration.
+    #[must_use]
+    pub fn config(&self) -> &LlamaConfig {
+        self.engine.config()
     }
 
     /// The tokenizer.
@@ -188,7 +255,7 @@ impl LlamaGenerator {
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        let v = self.model.config.vocab_size;
+        let v = self.config().vocab_size;
         match ids.iter().find(|&&i| i as usize >= v) {
             Some(bad) => Err(Error::Invalid(format!(
                 "token id {bad} is outside the vocabulary (size {v})"
@@ -222,15 +289,8 @@ impl LlamaGenerator {
             return Err(Error::Invalid("scoring needs at least two tokens".into()));
         }
         self.check_ids(ids)?;
-        let mut cache = self.model.new_cache();
-        let logits = self
-            .model
-            .forward(self.model.ids_tensor(ids, 1), &mut cache)?;
-        let v = self.model.config.vocab_size;
-        let data = logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))?;
+        let data = self.engine.all_logits(ids)?;
+        let v = self.config().vocab_size;
         Ok((0..ids.len() - 1)
             .map(|i| {
                 let row = &data[i * v..(i + 1) * v];
@@ -247,16 +307,6 @@ impl LlamaGenerator {
         let ids = self.tokenizer.encode(text, true)?;
         let lp = self.score_ids(&ids)?;
         Ok((ids, lp))
-    }
-
-    fn last_logits(&self, ids: &[u32], cache: &mut crate::KvCache) -> Result<Vec<f32>> {
-        let logits = self
-            .model
-            .forward_last(self.model.ids_tensor(ids, 1), cache)?;
-        logits
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))
     }
 
     fn token_text(&self, id: u32) -> String {
@@ -302,7 +352,7 @@ impl TextGenerator for LlamaGenerator {
     }
 
     fn context_length(&self) -> usize {
-        self.model.config.max_position_embeddings
+        self.config().max_position_embeddings
     }
 
     fn apply_chat_template(
@@ -337,14 +387,14 @@ impl TextGenerator for LlamaGenerator {
         let mut stop = StopMatcher::new(&request.stop.stop_strings);
         let mut decoder =
             IncrementalDecoder::with_context(&prompt_ids[prompt_ids.len().saturating_sub(4)..]);
-        let mut cache = self.model.new_cache();
+        let mut cache = self.engine.new_cache();
         let mut context = prompt_ids.clone();
         let mut generated: Vec<u32> = Vec::new();
         let mut logprobs: Vec<TokenLogprob> = Vec::new();
 
         let t0 = Instant::now();
         let mut logits = if request.max_tokens > 0 {
-            self.last_logits(&prompt_ids, &mut cache)?
+            self.engine.last_logits(&prompt_ids, &mut cache)?
         } else {
             Vec::new()
         };
@@ -386,7 +436,7 @@ impl TextGenerator for LlamaGenerator {
             if generated.len() >= request.max_tokens {
                 break;
             }
-            logits = self.last_logits(&[id], &mut cache)?;
+            logits = self.engine.last_logits(&[id], &mut cache)?;
             decode_steps += 1;
         }
         if finish != FinishReason::Stop || !stop.hit() {

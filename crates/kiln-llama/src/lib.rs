@@ -24,6 +24,8 @@
 mod cache;
 mod chat_template;
 pub mod config;
+pub mod cpu;
+mod engine;
 mod error;
 mod generate;
 pub mod gguf;
@@ -36,6 +38,7 @@ mod stop;
 pub use cache::KvCache;
 pub use chat_template::ChatTemplate;
 pub use config::{LlamaConfig, RopeScaling};
+pub use engine::{EngineKind, LoadOptions, ModelCache};
 pub use error::{Error, Result};
 pub use generate::{LlamaGenerator, perplexity};
 pub use model::Llama;

@@ -52,10 +52,11 @@ fn logits_match_transformers() {
         let r = reference(name);
         for (b, seq) in r["input_ids"].as_array().unwrap().iter().enumerate() {
             let ids = ids(seq);
-            let mut cache = model.model().new_cache();
+            let mut cache = model.model().unwrap().new_cache();
             let logits = model
                 .model()
-                .forward(model.model().ids_tensor(&ids, 1), &mut cache)
+                .unwrap()
+                .forward(model.model().unwrap().ids_tensor(&ids, 1), &mut cache)
                 .unwrap();
             let got: Vec<f32> = logits.into_data().try_into_vec::<f32>().unwrap();
             let want: Vec<f32> = r["logits"][b]
@@ -90,12 +91,13 @@ fn incremental_decoding_matches_full_forward() {
         let model = open(name);
         let r = reference(name);
         let ids = ids(&r["input_ids"][0]);
-        let v = model.model().config.vocab_size;
-        let mut cache = model.model().new_cache();
+        let v = model.model().unwrap().config.vocab_size;
+        let mut cache = model.model().unwrap().new_cache();
         for (t, &id) in ids.iter().enumerate() {
             let last = model
                 .model()
-                .forward_last(model.model().ids_tensor(&[id], 1), &mut cache)
+                .unwrap()
+                .forward_last(model.model().unwrap().ids_tensor(&[id], 1), &mut cache)
                 .unwrap();
             let got: Vec<f32> = last.into_data().try_into_vec::<f32>().unwrap();
             let want: Vec<f32> = r["logits"][0][t]
@@ -168,4 +170,61 @@ fn chat_template_and_tokenizer_match_transformers() {
         model.tokenizer().encode(text, false).unwrap(),
         ids(&tok["ids_no_special"])
     );
+}
+
+#[test]
+fn cpu_engine_logits_match_transformers() {
+    // Kiln's CPU kernels on the stored f32 / f16 / bf16 weights: no activation quantization is involved
+    // for these formats, so the same 1e-4 bar holds.
+    for name in FIXTURES {
+        let options = kiln_llama::LoadOptions {
+            engine: kiln_llama::EngineKind::Cpu,
+            ..Default::default()
+        };
+        let model =
+            LlamaGenerator::load(fixture(name), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(model.cpu_model().is_some());
+        let r = reference(name);
+        for (b, seq) in r["input_ids"].as_array().unwrap().iter().enumerate() {
+            let ids = ids(seq);
+            let got = model.forward_all(&ids).unwrap();
+            let want: Vec<f32> = r["logits"][b]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| {
+                    row.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                })
+                .collect();
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max <= TOLERANCE,
+                "{name} seq {b}: cpu engine max |diff| {max} > {TOLERANCE}"
+            );
+            // Token by token through the cache gives the same last logits.
+            let mut cache = model.new_cache();
+            let v = model.config().vocab_size;
+            let mut last = Vec::new();
+            for &id in &ids {
+                last = model.forward_last(&[id], &mut cache).unwrap();
+            }
+            let tail = &want[(ids.len() - 1) * v..];
+            let max = last
+                .iter()
+                .zip(tail)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max <= TOLERANCE,
+                "{name}: incremental cpu engine max |diff| {max}"
+            );
+        }
+    }
 }

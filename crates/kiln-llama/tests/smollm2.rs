@@ -131,3 +131,46 @@ fn chat_prompt_tokenizes_like_transformers() {
         );
     }
 }
+
+#[test]
+fn cpu_engine_on_quantized_blocks_matches_transformers() {
+    // Kiln's CPU engine keeps the Q4_1/Q8_0 blocks and multiplies them with f32 activations, so it
+    // computes what transformers computes on the dequantized GGUF: same bar as the burn engine.
+    let options = kiln_llama::LoadOptions {
+        engine: kiln_llama::EngineKind::Cpu,
+        ..Default::default()
+    };
+    let model = LlamaGenerator::load(asset(), &options).unwrap();
+    assert!(model.cpu_model().is_some());
+    let r = reference();
+    let ids = ids(&r["ids"]);
+    let got = model.score_ids(&ids).unwrap();
+    let want: Vec<f32> = r["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let max = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max <= LOGPROB_TOLERANCE,
+        "cpu engine max |logprob diff| = {max}"
+    );
+    let g = &r["greedy_chat"];
+    let out = model
+        .generate(
+            &GenerationRequest::new(Prompt::Tokens(ids_of(&g["prompt_ids"])))
+                .with_sampling(SamplingParams::greedy())
+                .with_max_tokens(24),
+        )
+        .unwrap();
+    assert!(out.text.contains("Paris"), "{}", out.text);
+}
+
+fn ids_of(v: &Value) -> Vec<u32> {
+    ids(v)
+}

@@ -80,25 +80,11 @@ pub enum Error {
         /// Why it was refused.
         message: String,
     },
-    /// An answer could not be extracted from a model output.
-    #[error("no answer found in the model output: {output:?}")]
-    NoAnswer {
-        /// The output (possibly shortened).
-        output: String,
-    },
     /// The ReAct loop used all its steps without a final answer.
     #[error("the agent gave no final answer within {steps} steps")]
     StepLimit {
         /// The step limit.
         steps: usize,
-    },
-    /// A message cannot be given to a template (for example an image part where text is needed).
-    #[error("message {index}: {message}")]
-    Message {
-        /// The index of the message in the conversation.
-        index: usize,
-        /// What is wrong.
-        message: String,
     },
     /// An error from a model, embedder or tool (kiln-core).
     #[error(transparent)]
@@ -132,6 +118,10 @@ impl Error {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        Error::Template { name: name.to_string(), line: e.line(), message }
+        Error::Template {
+            name: name.to_string(),
+            line: e.line(),
+            message,
+        }
     }
 }

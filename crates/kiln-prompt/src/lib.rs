@@ -1,15 +1,19 @@
 //! # kiln-prompt
 //!
-//! Burn-free prompt engineering on Kiln's shared traits:
+//! Burn-free prompt engineering on Kiln's shared traits (it depends on kiln-core, never on a tensor
+//! library):
 //!
 //! - [`ChatTemplate`]: Hugging Face `chat_template` Jinja rendered byte for byte as transformers'
 //!   `apply_chat_template` renders it (tools, tool calls, documents, `tojson`, `raise_exception`,
 //!   `strftime_now`), and [`BuiltinTemplate`]s for models that ship none.
-//! - [`PromptTemplate`] with typed variables and a versioned [`PromptRegistry`] loaded from a directory.
-//! - Techniques over any [`kiln_core::TextGenerator`]: [`techniques::zero_shot`],
-//!   [`techniques::FewShot`] (fixed examples or chosen by embedding similarity),
-//!   [`techniques::chain_of_thought`] with answer extraction and [`techniques::self_consistency`].
+//! - [`PromptTemplate`] with typed variables, and a versioned [`PromptRegistry`] loaded from a
+//!   directory and selected by task type.
+//! - [`techniques`] over any [`kiln_core::TextGenerator`]: [`techniques::zero_shot`],
+//!   [`techniques::FewShot`] (fixed examples, or chosen by embedding similarity),
+//!   [`techniques::ChainOfThought`] with answer extraction and [`techniques::SelfConsistency`].
 //! - [`react::ReactAgent`]: the Thought / Action / Observation loop over [`kiln_core::Tool`]s.
+//! - [`tool_calls`]: native tool calling, the tool-call and tool-result messages chat templates
+//!   take and [`tool_calls::parse_tool_calls`] for the JSON calls models write back.
 //!
 //! ```
 //! use kiln_core::ChatMessage;
@@ -19,7 +23,7 @@
 //! let input = RenderInput::from_chat(&[
 //!     ChatMessage::system("You are terse."),
 //!     ChatMessage::user("Capital of France?"),
-//! ])?
+//! ])
 //! .add_generation_prompt(true);
 //! assert_eq!(
 //!     template.render(&input)?,
@@ -30,7 +34,14 @@
 //! ```
 
 mod error;
+mod prompt;
+pub mod react;
+mod registry;
+pub mod techniques;
 mod template;
+pub mod tool_calls;
 
 pub use error::{Error, Result};
+pub use prompt::{PromptTemplate, Syntax, VarType, Variable};
+pub use registry::{PromptRegistry, RegisteredPrompt};
 pub use template::{BuiltinTemplate, ChatTemplate, RenderInput, message_to_value};

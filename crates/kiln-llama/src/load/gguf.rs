@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use kiln_backend::kernels::{QuantMatrix, WeightFormat};
+
 use super::WeightSource;
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::gguf::GgufFile;
@@ -181,10 +183,17 @@ fn gguf_name(hf: &str, n_heads: usize, n_kv_heads: usize) -> Option<(String, Opt
 }
 
 /// Undoes llama.cpp's `permute`: within each head, GGUF row `2i + j` is HF row `j * half + i`.
-fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_heads: usize) -> Vec<f32> {
+/// Works on whole rows of any element type (`cols` elements of `T` per row), so quantized rows move
+/// as they are.
+fn unpermute_rows<T: Copy + Default>(
+    data: &[T],
+    rows: usize,
+    cols: usize,
+    n_heads: usize,
+) -> Vec<T> {
     let head_rows = rows / n_heads;
     let half = head_rows / 2;
-    let mut out = vec![0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {
@@ -206,6 +215,52 @@ impl WeightSource for GgufWeights<'_> {
     fn contains(&self, name: &str) -> bool {
         gguf_name(name, self.n_heads, self.n_kv_heads)
             .is_some_and(|(g, _)| self.file.tensor_info(&g).is_some())
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QuantMatrix> {
+        let (gname, heads) =
+            gguf_name(name, self.n_heads, self.n_kv_heads).ok_or_else(|| Error::MissingTensor {
+                path: self.path(),
+                name: name.to_string(),
+            })?;
+        let info = self
+            .file
+            .tensor_info(&gname)
+            .ok_or_else(|| Error::MissingTensor {
+                path: self.path(),
+                name: gname.clone(),
+            })?;
+        let format = WeightFormat::from_ggml_type(info.ggml_type.id());
+        let (Some(format), Some(row_bytes)) = (format, format.and_then(|f| f.row_bytes(cols)))
+        else {
+            // A type the kernels do not take (K-quants, ...): dequantize once to f32.
+            return super::f32_matrix(&self.tensor(name, &[rows, cols])?, rows, cols);
+        };
+        let found = info.shape();
+        if found != [rows, cols] {
+            return Err(Error::TensorShape {
+                path: self.path(),
+                name: gname,
+                expected: vec![rows, cols],
+                found,
+            });
+        }
+        let bytes = self.file.tensor_bytes(&gname)?;
+        let bytes = match heads {
+            Some(n) if n > 0 && rows.is_multiple_of(n) && (rows / n).is_multiple_of(2) => {
+                unpermute_rows(bytes, rows, row_bytes, n)
+            }
+            Some(n) => {
+                return Err(Error::Gguf {
+                    path: self.path(),
+                    message: format!(
+                        "tensor `{gname}` cannot be split into {n} heads of even width"
+                    ),
+                });
+            }
+            None => bytes.to_vec(),
+        };
+        Ok(QuantMatrix::new(format, rows, cols, bytes)?)
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use kiln_backend::kernels::{QuantMatrix, WeightFormat};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
@@ -150,16 +151,13 @@ impl SafetensorsWeights {
     }
 }
 
-impl WeightSource for SafetensorsWeights {
-    fn path(&self) -> String {
-        self.root.display().to_string()
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
-    }
-
-    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+impl SafetensorsWeights {
+    /// The view of tensor `name`, checked against `shape`, with its file's path.
+    fn view(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<(String, safetensors::tensor::TensorView<'_>)> {
         let &i = self.index.get(name).ok_or_else(|| Error::MissingTensor {
             path: self.path(),
             name: name.to_string(),
@@ -179,6 +177,32 @@ impl WeightSource for SafetensorsWeights {
                 found: view.shape().to_vec(),
             });
         }
+        Ok((path, view))
+    }
+}
+
+impl WeightSource for SafetensorsWeights {
+    fn path(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QuantMatrix> {
+        let (_, view) = self.view(name, &[rows, cols])?;
+        let format = match view.dtype() {
+            Dtype::F32 => WeightFormat::F32,
+            Dtype::F16 => WeightFormat::F16,
+            Dtype::BF16 => WeightFormat::BF16,
+            _ => return super::f32_matrix(&self.tensor(name, &[rows, cols])?, rows, cols),
+        };
+        Ok(QuantMatrix::new(format, rows, cols, view.data().to_vec())?)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (path, view) = self.view(name, shape)?;
         let bytes = view.data();
         let out = match view.dtype() {
             Dtype::F32 => bytes

@@ -19,53 +19,15 @@ pub enum BuiltinTemplate {
     Zephyr,
 }
 
-const LLAMA2: &str = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+const LLAMA2: &str = include_str!("builtin/llama2.jinja");
 
-const LLAMA3: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+const LLAMA3: &str = include_str!("builtin/llama3.jinja");
 
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+const CHATML: &str = include_str!("builtin/chatml.jinja");
 
-const MISTRAL: &str = "{%- if messages[0]['role'] == 'system' %}
-    {%- set system_message = messages[0]['content'] %}
-    {%- set loop_messages = messages[1:] %}
-{%- else %}
-    {%- set loop_messages = messages %}
-{%- endif %}
+const MISTRAL: &str = include_str!("builtin/mistral.jinja");
 
-{{- bos_token }}
-{%- for message in loop_messages %}
-    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}
-        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}
-    {%- endif %}
-    {%- if message['role'] == 'user' %}
-        {%- if loop.first and system_message is defined %}
-            {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}
-        {%- else %}
-            {{- ' [INST] ' + message['content'] + ' [/INST]' }}
-        {%- endif %}
-    {%- elif message['role'] == 'assistant' %}
-        {{- ' ' + message['content'] + eos_token}}
-    {%- else %}
-        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}
-    {%- endif %}
-{%- endfor %}
-";
-
-const ZEPHYR: &str = "{% for message in messages %}
-{% if message['role'] == 'user' %}
-{{ '<|user|>
-' + message['content'] + eos_token }}
-{% elif message['role'] == 'system' %}
-{{ '<|system|>
-' + message['content'] + eos_token }}
-{% elif message['role'] == 'assistant' %}
-{{ '<|assistant|>
-'  + message['content'] + eos_token }}
-{% endif %}
-{% if loop.last and add_generation_prompt %}
-{{ '<|assistant|>' }}
-{% endif %}
-{% endfor %}";
+const ZEPHYR: &str = include_str!("builtin/zephyr.jinja");
 
 impl BuiltinTemplate {
     /// Every built-in template.
@@ -77,18 +39,24 @@ impl BuiltinTemplate {
         BuiltinTemplate::Zephyr,
     ];
 
-    /// Looks a template up by name: `llama2`, `llama3`, `chatml`, `mistral`, `zephyr` (case and `-`/`_`
-    /// insensitive, so `Llama-3` works too).
+    /// Looks a template up by name: `llama2`, `llama3`, `chatml`, `mistral`, `zephyr` (case and
+    /// `-`/`_` insensitive, so `Llama-3` works too).
     ///
     /// # Errors
     /// [`Error::UnknownBuiltin`] listing the known names.
     pub fn from_name(name: &str) -> Result<Self> {
-        let key: String =
-            name.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).flat_map(char::to_lowercase).collect();
-        Self::ALL.into_iter().find(|t| t.name() == key).ok_or_else(|| Error::UnknownBuiltin {
-            name: name.to_string(),
-            known: Self::ALL.map(Self::name).join(", "),
-        })
+        let key: String = name
+            .chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == key)
+            .ok_or_else(|| Error::UnknownBuiltin {
+                name: name.to_string(),
+                known: Self::ALL.map(Self::name).join(", "),
+            })
     }
 
     /// The template's name.
@@ -119,7 +87,9 @@ impl BuiltinTemplate {
     #[must_use]
     pub fn special_tokens(self) -> (&'static str, &'static str) {
         match self {
-            BuiltinTemplate::Llama2 | BuiltinTemplate::Mistral | BuiltinTemplate::Zephyr => ("<s>", "</s>"),
+            BuiltinTemplate::Llama2 | BuiltinTemplate::Mistral | BuiltinTemplate::Zephyr => {
+                ("<s>", "</s>")
+            }
             BuiltinTemplate::Llama3 => ("<|begin_of_text|>", "<|eot_id|>"),
             BuiltinTemplate::ChatMl => ("<s>", "<|im_end|>"),
         }

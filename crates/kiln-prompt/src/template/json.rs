@@ -1,6 +1,7 @@
 //! `tojson` as transformers defines it: Python's `json.dumps(x, ensure_ascii=False, indent=indent,
-//! separators=separators, sort_keys=sort_keys)`, byte for byte (separators `", "` and `": "`, or `","`
-//! and `": "` with an indent; no HTML escaping; keys in insertion order; Python float spelling).
+//! separators=separators, sort_keys=sort_keys)`, byte for byte (separators `", "` and `": "`, or
+//! `","` and `": "` with an indent; no HTML escaping; keys in insertion order; Python float
+//! spelling).
 
 use std::fmt::Write as _;
 
@@ -20,30 +21,48 @@ pub(crate) struct DumpOptions {
     pub separators: Option<(String, String)>,
 }
 
-/// The `tojson` filter: `value | tojson(indent=2, ensure_ascii=false, sort_keys=false, separators=...)`.
+/// The `tojson` filter: `value | tojson(indent=2, ensure_ascii=false, sort_keys=false,
+/// separators=...)`.
 pub(crate) fn tojson_filter(value: &Value, kwargs: Kwargs) -> Result<String, Error> {
     let mut opts = DumpOptions::default();
-    if let Some(indent) = kwargs.get::<Option<Value>>("indent")?.filter(|v| !v.is_none()) {
+    if let Some(indent) = kwargs
+        .get::<Option<Value>>("indent")?
+        .filter(|v| !v.is_none())
+    {
         opts.indent = Some(if let Some(s) = indent.as_str() {
             s.to_string()
         } else {
             let n = i64::try_from(indent.clone()).map_err(|_| {
-                Error::new(ErrorKind::InvalidOperation, "tojson: indent must be an integer or a string")
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: indent must be an integer or a string",
+                )
             })?;
             " ".repeat(usize::try_from(n).unwrap_or(0))
         });
     }
     opts.ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
     opts.sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
-    if let Some(seps) = kwargs.get::<Option<Value>>("separators")?.filter(|v| !v.is_none()) {
+    if let Some(seps) = kwargs
+        .get::<Option<Value>>("separators")?
+        .filter(|v| !v.is_none())
+    {
         let parts: Vec<String> = seps
             .try_iter()?
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<_>>()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "tojson: separators must be two strings"))?;
-        let [item, key]: [String; 2] = parts
-            .try_into()
-            .map_err(|_| Error::new(ErrorKind::InvalidOperation, "tojson: separators must be two strings"))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: separators must be two strings",
+                )
+            })?;
+        let [item, key]: [String; 2] = parts.try_into().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: separators must be two strings",
+            )
+        })?;
         opts.separators = Some((item, key));
     }
     kwargs.assert_all_used()?;
@@ -58,7 +77,11 @@ pub(crate) fn dumps(value: &Value, opts: &DumpOptions) -> Result<String, Error> 
         None => (", ".to_string(), ": ".to_string()),
     };
     let mut out = String::new();
-    let w = Writer { opts, item_sep: &item_sep, key_sep: &key_sep };
+    let w = Writer {
+        opts,
+        item_sep: &item_sep,
+        key_sep: &key_sep,
+    };
     w.write(&mut out, value, 0)?;
     Ok(out)
 }
@@ -84,7 +107,11 @@ impl Writer<'_> {
             ValueKind::Undefined | ValueKind::None => out.push_str("null"),
             ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => write_number(out, value),
-            ValueKind::String => write_string(out, value.as_str().unwrap_or_default(), self.opts.ensure_ascii),
+            ValueKind::String => write_string(
+                out,
+                value.as_str().unwrap_or_default(),
+                self.opts.ensure_ascii,
+            ),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value.try_iter()?.collect();
                 self.write_seq(out, &items, level)?;
@@ -106,13 +133,19 @@ impl Writer<'_> {
                 self.write_map(out, &entries, level)?;
             }
             ValueKind::Bytes => {
-                return Err(Error::new(ErrorKind::InvalidOperation, "tojson: bytes are not JSON serializable"));
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: bytes are not JSON serializable",
+                ));
             }
             _ => {
                 // Plain objects (namespaces, callables) are not JSON in Python either.
                 return Err(Error::new(
                     ErrorKind::InvalidOperation,
-                    format!("tojson: object of kind {} is not JSON serializable", value.kind()),
+                    format!(
+                        "tojson: object of kind {} is not JSON serializable",
+                        value.kind()
+                    ),
                 ));
             }
         }
@@ -137,7 +170,12 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn write_map(&self, out: &mut String, entries: &[(String, Value)], level: usize) -> Result<(), Error> {
+    fn write_map(
+        &self,
+        out: &mut String,
+        entries: &[(String, Value)],
+        level: usize,
+    ) -> Result<(), Error> {
         if entries.is_empty() {
             out.push_str("{}");
             return Ok(());
@@ -179,10 +217,18 @@ pub(crate) fn python_float_repr(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip digits: "1.2345e-5", "1e16".
     let sci = format!("{f:e}");
@@ -204,7 +250,11 @@ pub(crate) fn python_float_repr(f: f64) -> String {
         };
         format!("{sign}{body}")
     } else {
-        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        let m = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{m}e{esign}{:02}", exp.abs())
     }
@@ -253,13 +303,23 @@ mod tests {
             r#"{"b": [1, 2.5, "é\n\"", null, true], "a": {}, "c": []}"#
         );
         // json.dumps(v, ensure_ascii=False, indent=2)
-        let opts = DumpOptions { indent: Some("  ".into()), ..DumpOptions::default() };
+        let opts = DumpOptions {
+            indent: Some("  ".into()),
+            ..DumpOptions::default()
+        };
         assert_eq!(
             dump(v.clone(), &opts),
             "{\n  \"b\": [\n    1,\n    2.5,\n    \"é\\n\\\"\",\n    null,\n    true\n  ],\n  \"a\": {},\n  \"c\": []\n}"
         );
-        let opts = DumpOptions { ensure_ascii: true, sort_keys: true, ..DumpOptions::default() };
-        assert_eq!(dump(v, &opts), r#"{"a": {}, "b": [1, 2.5, "\u00e9\n\"", null, true], "c": []}"#);
+        let opts = DumpOptions {
+            ensure_ascii: true,
+            sort_keys: true,
+            ..DumpOptions::default()
+        };
+        assert_eq!(
+            dump(v, &opts),
+            r#"{"a": {}, "b": [1, 2.5, "\u00e9\n\"", null, true], "c": []}"#
+        );
     }
 
     #[test]

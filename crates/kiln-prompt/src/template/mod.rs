@@ -1,11 +1,12 @@
-//! Hugging Face chat templates (Jinja), rendered as transformers' `apply_chat_template` renders them.
+//! Hugging Face chat templates (Jinja), rendered as transformers' `apply_chat_template` renders
+//! them.
 //!
-//! The environment mirrors transformers' `_compile_jinja_template`: `trim_blocks` and `lstrip_blocks`,
-//! loop controls (`break`, `continue`), Python's string/dict/list methods (minijinja-contrib pycompat),
-//! `raise_exception`, `strftime_now`, `namespace`, `dict`, and a `tojson` filter that is Python's
-//! `json.dumps(x, ensure_ascii=False, indent=...)`. The template sees `messages`, `tools` and `documents`
-//! (`none` when not given, as in transformers), `add_generation_prompt`, `bos_token` / `eos_token` when
-//! given, and any extra variables.
+//! The environment mirrors transformers' `_compile_jinja_template`: `trim_blocks` and
+//! `lstrip_blocks`, loop controls (`break`, `continue`), Python's string/dict/list methods
+//! (minijinja-contrib pycompat), `raise_exception`, `strftime_now`, `namespace`, `dict`, and a
+//! `tojson` filter that is Python's `json.dumps(x, ensure_ascii=False, indent=...)`. The template
+//! sees `messages`, `tools` and `documents` (`none` when not given, as in transformers),
+//! `add_generation_prompt`, `bos_token` / `eos_token` when given, and any extra variables.
 
 mod builtin;
 mod json;
@@ -34,7 +35,7 @@ const NAME: &str = "chat_template";
 ///     "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}\
 ///      {% if add_generation_prompt %}<|assistant|>{% endif %}",
 /// )?;
-/// let input = RenderInput::from_chat(&[ChatMessage::user("Hi")])?.add_generation_prompt(true);
+/// let input = RenderInput::from_chat(&[ChatMessage::user("Hi")]).add_generation_prompt(true);
 /// assert_eq!(t.render(&input)?, "<|user|>Hi\n<|assistant|>");
 /// # Ok::<(), kiln_prompt::Error>(())
 /// ```
@@ -59,7 +60,8 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", json::tojson_filter);
-        env.add_template_owned(NAME, source.clone()).map_err(|e| Error::from_jinja(NAME, &e))?;
+        env.add_template_owned(NAME, source.clone())
+            .map_err(|e| Error::from_jinja(NAME, &e))?;
         Ok(Self { env, source })
     }
 
@@ -80,32 +82,49 @@ impl ChatTemplate {
     /// Renders a conversation.
     ///
     /// # Errors
-    /// [`Error::Template`] naming the line when rendering fails (for example a `raise_exception` call
-    /// in the template, which is how templates refuse roles they do not support).
+    /// [`Error::Template`] naming the line when rendering fails (for example a `raise_exception`
+    /// call in the template, which is how templates refuse roles they do not support).
     pub fn render(&self, input: &RenderInput) -> Result<String> {
-        let tmpl = self.env.get_template(NAME).map_err(|e| Error::from_jinja(NAME, &e))?;
+        let tmpl = self
+            .env
+            .get_template(NAME)
+            .map_err(|e| Error::from_jinja(NAME, &e))?;
         let mut ctx = Map::new();
         // Extra variables first, so the reserved names below win.
         for (k, v) in &input.extra {
             ctx.insert(k.clone(), v.clone());
         }
-        ctx.insert("messages".into(), Value::Array(input.messages.iter().map(alias_reasoning).collect()));
-        ctx.insert("tools".into(), input.tools.clone().map_or(Value::Null, Value::Array));
-        ctx.insert("documents".into(), input.documents.clone().map_or(Value::Null, Value::Array));
-        ctx.insert("add_generation_prompt".into(), Value::Bool(input.add_generation_prompt));
+        ctx.insert(
+            "messages".into(),
+            Value::Array(input.messages.iter().map(alias_reasoning).collect()),
+        );
+        ctx.insert(
+            "tools".into(),
+            input.tools.clone().map_or(Value::Null, Value::Array),
+        );
+        ctx.insert(
+            "documents".into(),
+            input.documents.clone().map_or(Value::Null, Value::Array),
+        );
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::Bool(input.add_generation_prompt),
+        );
         if let Some(bos) = &input.bos_token {
             ctx.insert("bos_token".into(), Value::String(bos.clone()));
         }
         if let Some(eos) = &input.eos_token {
             ctx.insert("eos_token".into(), Value::String(eos.clone()));
         }
-        tmpl.render(minijinja::Value::from_serialize(&ctx)).map_err(|e| Error::from_jinja(NAME, &e))
+        tmpl.render(minijinja::Value::from_serialize(&ctx))
+            .map_err(|e| Error::from_jinja(NAME, &e))
     }
 
-    /// Renders kiln-core chat messages: a shortcut for [`RenderInput::from_chat`] and [`Self::render`].
+    /// Renders kiln-core chat messages: a shortcut for [`RenderInput::from_chat`] and
+    /// [`Self::render`].
     ///
     /// # Errors
-    /// As [`Self::render`] and [`RenderInput::from_chat`].
+    /// As [`Self::render`].
     pub fn render_chat(
         &self,
         messages: &[ChatMessage],
@@ -113,7 +132,8 @@ impl ChatTemplate {
         bos_token: Option<&str>,
         eos_token: Option<&str>,
     ) -> Result<String> {
-        let mut input = RenderInput::from_chat(messages)?.add_generation_prompt(add_generation_prompt);
+        let mut input =
+            RenderInput::from_chat(messages).add_generation_prompt(add_generation_prompt);
         input.bos_token = bos_token.map(str::to_string);
         input.eos_token = eos_token.map(str::to_string);
         self.render(&input)
@@ -123,11 +143,15 @@ impl ChatTemplate {
 /// transformers fills `reasoning_content` and `thinking` from whichever of `reasoning_content`,
 /// `thinking`, `reasoning` a message has (`{"thinking": r, **message, "reasoning_content": r}`).
 fn alias_reasoning(message: &Value) -> Value {
-    let Value::Object(m) = message else { return message.clone() };
+    let Value::Object(m) = message else {
+        return message.clone();
+    };
     let reasoning = ["reasoning_content", "thinking", "reasoning"]
         .iter()
         .find_map(|k| m.get(*k).filter(|v| !v.is_null()));
-    let Some(r) = reasoning else { return message.clone() };
+    let Some(r) = reasoning else {
+        return message.clone();
+    };
     let mut out = Map::new();
     out.insert("thinking".into(), r.clone());
     for (k, v) in m {
@@ -149,7 +173,8 @@ fn alias_reasoning(message: &Value) -> Value {
 pub struct RenderInput {
     /// The conversation.
     pub messages: Vec<Value>,
-    /// Tools as JSON schemas (`{"type": "function", "function": {"name", "description", "parameters"}}`).
+    /// Tools as JSON schemas (`{"type": "function", "function": {"name", "description",
+    /// "parameters"}}`).
     pub tools: Option<Vec<Value>>,
     /// Documents for retrieval-augmented templates (`{"title": ..., "text": ...}`).
     pub documents: Option<Vec<Value>>,
@@ -159,24 +184,25 @@ pub struct RenderInput {
     pub bos_token: Option<String>,
     /// The tokenizer's EOS token text (left undefined in the template when `None`).
     pub eos_token: Option<String>,
-    /// More variables (for example `enable_thinking`, `date_string`); the names above take precedence.
+    /// More variables (for example `enable_thinking`, `date_string`); the names above take
+    /// precedence.
     pub extra: BTreeMap<String, Value>,
 }
 
 impl RenderInput {
     /// An input from JSON messages.
     pub fn new(messages: Vec<Value>) -> Self {
-        Self { messages, ..Self::default() }
+        Self {
+            messages,
+            ..Self::default()
+        }
     }
 
-    /// An input from kiln-core messages. A message with only text parts gets a string `content`; one
-    /// with images gets a list of parts (`{"type": "text", "text": ...}` and `{"type": "image"}`), as
-    /// multimodal templates expect. `name` is kept.
-    ///
-    /// # Errors
-    /// Never at present; kept fallible for message kinds a template cannot take.
-    pub fn from_chat(messages: &[ChatMessage]) -> Result<Self> {
-        Ok(Self::new(messages.iter().map(message_to_value).collect()))
+    /// An input from kiln-core messages. A message with only text parts gets a string `content`;
+    /// one with images gets a list of parts (`{"type": "text", "text": ...}` and `{"type":
+    /// "image"}`), as multimodal templates expect. `name` is kept.
+    pub fn from_chat(messages: &[ChatMessage]) -> Self {
+        Self::new(messages.iter().map(message_to_value).collect())
     }
 
     /// Sets `tools`.
@@ -254,7 +280,9 @@ fn strftime_now(fmt: String) -> std::result::Result<String, minijinja::Error> {
             format!("bad strftime format {fmt:?}"),
         ));
     }
-    Ok(chrono::Local::now().format_with_items(items.into_iter()).to_string())
+    Ok(chrono::Local::now()
+        .format_with_items(items.into_iter())
+        .to_string())
 }
 
 #[cfg(test)]

@@ -5,8 +5,13 @@ use super::*;
 #[test]
 fn renders_chatml_from_kiln_messages() {
     let t = ChatTemplate::builtin("ChatML").unwrap();
-    let out = t.render_chat(&[ChatMessage::user("hi")], true, None, None).unwrap();
-    assert_eq!(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    let out = t
+        .render_chat(&[ChatMessage::user("hi")], true, None, None)
+        .unwrap();
+    assert_eq!(
+        out,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 #[test]
@@ -37,13 +42,17 @@ fn python_methods_and_loop_controls_work() {
          {{ m.content.strip().upper() }}{% for k, v in m.items() %}|{{ k }}{% endfor %}{% endfor %}",
     )
     .unwrap();
-    let input = RenderInput::new(vec![json!({"role": "user", "content": " a b "}), json!({"role": "x"})]);
+    let input = RenderInput::new(vec![
+        json!({"role": "user", "content": " a b "}),
+        json!({"role": "x"}),
+    ]);
     assert_eq!(t.render(&input).unwrap(), "A B|role|content");
 }
 
 #[test]
 fn tojson_matches_python_json_dumps() {
-    let t = ChatTemplate::new("{{ tools[0] | tojson }}\n{{ tools[0] | tojson(indent=2) }}").unwrap();
+    let t =
+        ChatTemplate::new("{{ tools[0] | tojson }}\n{{ tools[0] | tojson(indent=2) }}").unwrap();
     let tool = json!({"type": "function", "function": {"name": "f", "parameters": {"z": 1, "a": [1.0, "é<"]}}});
     let out = t.render(&RenderInput::default().tools(vec![tool])).unwrap();
     assert_eq!(
@@ -57,32 +66,45 @@ fn tojson_matches_python_json_dumps() {
 #[test]
 fn absent_tools_and_tokens_behave_as_in_transformers() {
     // transformers passes tools=None, documents=None; bos/eos only when the tokenizer has them.
+    // Booleans print as Python does.
     let t = ChatTemplate::new(
         "{{ tools is defined }} {{ tools is none }} {{ documents is none }} {{ bos_token is defined }}",
     )
     .unwrap();
-    assert_eq!(t.render(&RenderInput::default()).unwrap(), "true true true false");
-    let input = RenderInput::default().bos_token("<s>").documents(vec![json!({"title": "t", "text": "x"})]);
-    assert_eq!(t.render(&input).unwrap(), "true true false true");
+    assert_eq!(
+        t.render(&RenderInput::default()).unwrap(),
+        "True True True False"
+    );
+    let input = RenderInput::default()
+        .bos_token("<s>")
+        .documents(vec![json!({"title": "t", "text": "x"})]);
+    assert_eq!(t.render(&input).unwrap(), "True True False True");
 }
 
 #[test]
 fn extra_variables_and_strftime_now() {
     let t = ChatTemplate::new("{{ enable_thinking }} {{ strftime_now('%Y') | length }}").unwrap();
-    let out = t.render(&RenderInput::default().var("enable_thinking", false)).unwrap();
-    assert_eq!(out, "false 4");
+    let out = t
+        .render(&RenderInput::default().var("enable_thinking", false))
+        .unwrap();
+    assert_eq!(out, "False 4");
 }
 
 #[test]
 fn reasoning_fields_are_aliased() {
-    let t = ChatTemplate::new("{{ messages[0].reasoning_content }}/{{ messages[0].thinking }}").unwrap();
-    let input = RenderInput::new(vec![json!({"role": "assistant", "content": "x", "reasoning": "r"})]);
+    let t = ChatTemplate::new("{{ messages[0].reasoning_content }}/{{ messages[0].thinking }}")
+        .unwrap();
+    let input = RenderInput::new(vec![
+        json!({"role": "assistant", "content": "x", "reasoning": "r"}),
+    ]);
     assert_eq!(t.render(&input).unwrap(), "r/r");
 }
 
 #[test]
 fn images_become_content_parts() {
-    let m = ChatMessage::user("look").with_image(kiln_core::ImageSource::Path { path: "a.png".into() });
+    let m = ChatMessage::user("look").with_image(kiln_core::ImageSource::Path {
+        path: "a.png".into(),
+    });
     assert_eq!(
         message_to_value(&m),
         json!({"role": "user", "content": [{"type": "text", "text": "look"}, {"type": "image"}]})
@@ -91,7 +113,10 @@ fn images_become_content_parts() {
 
 #[test]
 fn builtin_names() {
-    assert_eq!(BuiltinTemplate::from_name("Llama-3").unwrap(), BuiltinTemplate::Llama3);
+    assert_eq!(
+        BuiltinTemplate::from_name("Llama-3").unwrap(),
+        BuiltinTemplate::Llama3
+    );
     let err = BuiltinTemplate::from_name("gpt9").unwrap_err().to_string();
     assert!(err.contains("gpt9") && err.contains("zephyr"), "{err}");
     for t in BuiltinTemplate::ALL {

@@ -1,0 +1,674 @@
+//! Quantized CPU matrix-vector and matrix-matrix kernels (pure Rust, no burn types).
+//!
+//! A [`QuantMatrix`] holds a row-major weight matrix in one of the GGUF/ggml byte layouts of
+//! [`WeightFormat`] — exactly the bytes a GGUF file stores, so a loader can hand over a memory-mapped
+//! tensor untouched ([`QuantMatrix::from_shared`]). [`matvec`] computes `y = W x` and [`matmul`]
+//! computes `Y = X Wᵀ` for `n` activation rows at once (prefill, batched decode), reading each weight
+//! row once per call however large `n` is.
+//!
+//! # How they compute
+//! - **Q4_0, Q4_1, Q8_0**: the activations are quantized to 8 bits per 32-element block, as llama.cpp
+//!   does (scale `d = max|x| / 127`, plus the block's integer sum so that Q4_1's minimum and the
+//!   offsets of Q4_0/Q8_0 cost one multiply per block), then each weight block is dotted with an
+//!   activation block in integer arithmetic: AVX-512 VNNI `vpdpbusd` over two blocks per instruction,
+//!   AVX2 `vpmaddubsw`, or a portable scalar loop. The result differs from `W·x` in f32 by the
+//!   activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
+//!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
+//! - **F16, BF16, F32**: the weights are widened to f32 (F16C / AVX-512 conversions) and multiplied
+//!   with fused multiply-adds in f32.
+//!
+//! The SIMD path is detected once per process ([`SimdPath::detect`]); the `*_with` functions force a
+//! path (tests use that to check every path against the reference). Work is split across output rows in
+//! chunks of 16–64 rows on the current rayon pool; small products run on the calling thread.
+//!
+//! The functions that take a [`Scratch`] allocate nothing once the scratch has grown to the largest
+//! activation size, which makes them fit for a decode loop.
+//!
+//! ```
+//! use kiln_backend::kernels::{matvec, QuantMatrix, WeightFormat};
+//! // One Q8_0 row of 32 weights: scale 0.5 (f16 0x3800), quants 0..32.
+//! let mut bytes = vec![0x00, 0x38];
+//! bytes.extend((0..32).map(|i| i as u8));
+//! let w = QuantMatrix::new(WeightFormat::Q8_0, 1, 32, bytes).unwrap();
+//! let x = vec![1.0f32; 32];
+//! let mut y = [0.0f32];
+//! matvec(&w, &x, &mut y);
+//! assert!((y[0] - 0.5 * (0..32).sum::<i32>() as f32).abs() < 1e-3);
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Elements per block of the block formats (Q4_0, Q4_1, Q8_0), and per activation block.
+pub const BLOCK: usize = 32;
+
+/// The byte layout of a weight matrix, as GGUF/ggml stores it (little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightFormat {
+    /// 4-byte IEEE floats.
+    F32,
+    /// 2-byte IEEE half floats.
+    F16,
+    /// 2-byte bfloat16.
+    BF16,
+    /// 18-byte blocks of 32: `d: f16`, 16 bytes of nibbles (low nibbles are elements 0..16, high
+    /// nibbles 16..32); value = `(q - 8) · d`.
+    Q4_0,
+    /// 20-byte blocks of 32: `d: f16`, `m: f16`, 16 bytes of nibbles; value = `q · d + m`.
+    Q4_1,
+    /// 34-byte blocks of 32: `d: f16`, 32 `i8`; value = `q · d`.
+    Q8_0,
+}
+
+impl WeightFormat {
+    /// Every format.
+    pub const ALL: [WeightFormat; 6] = [
+        WeightFormat::F32,
+        WeightFormat::F16,
+        WeightFormat::BF16,
+        WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
+        WeightFormat::Q8_0,
+    ];
+
+    /// Elements per block: 32 for the block formats, 1 for the float formats.
+    #[must_use]
+    pub fn block_elems(self) -> usize {
+        match self {
+            WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 => 1,
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0 => BLOCK,
+        }
+    }
+
+    /// Bytes per block.
+    #[must_use]
+    pub fn block_bytes(self) -> usize {
+        match self {
+            WeightFormat::F32 => 4,
+            WeightFormat::F16 | WeightFormat::BF16 => 2,
+            WeightFormat::Q4_0 => 18,
+            WeightFormat::Q4_1 => 20,
+            WeightFormat::Q8_0 => 34,
+        }
+    }
+
+    /// Whether the kernels quantize activations to 8 bits for this format.
+    #[must_use]
+    pub fn is_quantized(self) -> bool {
+        self.block_elems() > 1
+    }
+
+    /// Bytes of one row of `cols` elements, or `None` when `cols` is not a whole number of blocks or
+    /// the size overflows.
+    #[must_use]
+    pub fn row_bytes(self, cols: usize) -> Option<usize> {
+        if !cols.is_multiple_of(self.block_elems()) {
+            return None;
+        }
+        (cols / self.block_elems()).checked_mul(self.block_bytes())
+    }
+
+    /// The format of a ggml type id (`GGML_TYPE_*` in ggml.h, as GGUF tensor infos store it), if the
+    /// kernels support it.
+    #[must_use]
+    pub fn from_ggml_type(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => WeightFormat::F32,
+            1 => WeightFormat::F16,
+            2 => WeightFormat::Q4_0,
+            3 => WeightFormat::Q4_1,
+            8 => WeightFormat::Q8_0,
+            30 => WeightFormat::BF16,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WeightFormat::F32 => "F32",
+            WeightFormat::F16 => "F16",
+            WeightFormat::BF16 => "BF16",
+            WeightFormat::Q4_0 => "Q4_0",
+            WeightFormat::Q4_1 => "Q4_1",
+            WeightFormat::Q8_0 => "Q8_0",
+        })
+    }
+}
+
+/// Where a matrix's bytes live.
+#[derive(Clone)]
+enum Storage {
+    Owned(Arc<[u8]>),
+    Shared {
+        owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// A row-major weight matrix in a [`WeightFormat`]; each row is `cols / block_elems` blocks.
+///
+/// Cloning is cheap (the bytes are shared).
+#[derive(Clone)]
+pub struct QuantMatrix {
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Storage,
+}
+
+impl fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuantMatrix")
+            .field("format", &self.format)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("bytes", &self.bytes().len())
+            .finish()
+    }
+}
+
+fn check_shape(format: WeightFormat, rows: usize, cols: usize, actual: usize) -> Result<usize> {
+    if cols == 0 || !cols.is_multiple_of(format.block_elems()) {
+        return Err(Error::BlockMisaligned { format, cols });
+    }
+    let row_bytes = format
+        .row_bytes(cols)
+        .ok_or(Error::ShapeOverflow { rows, cols })?;
+    let expected = row_bytes
+        .checked_mul(rows)
+        .ok_or(Error::ShapeOverflow { rows, cols })?;
+    if expected != actual {
+        return Err(Error::DataSize {
+            format,
+            rows,
+            cols,
+            expected,
+            actual,
+        });
+    }
+    Ok(row_bytes)
+}
+
+impl QuantMatrix {
+    /// A matrix that owns its bytes.
+    ///
+    /// # Errors
+    /// [`Error::BlockMisaligned`] when `cols` is zero or not a multiple of the format's block,
+    /// [`Error::DataSize`] when `bytes` is not exactly `rows` rows, [`Error::ShapeOverflow`].
+    pub fn new(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        bytes: impl Into<Arc<[u8]>>,
+    ) -> Result<Self> {
+        let data: Arc<[u8]> = bytes.into();
+        let row_bytes = check_shape(format, rows, cols, data.len())?;
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            row_bytes,
+            data: Storage::Owned(data),
+        })
+    }
+
+    /// A matrix over `range` of bytes owned by someone else (a memory map, a whole file), kept alive
+    /// by the `Arc`. The bytes may have any alignment.
+    ///
+    /// # Errors
+    /// [`Error::DataRange`] when `range` is not inside the owner's bytes, and those of [`Self::new`].
+    pub fn from_shared(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+        range: Range<usize>,
+    ) -> Result<Self> {
+        let len = (*owner).as_ref().len();
+        if range.start > range.end || range.end > len {
+            return Err(Error::DataRange {
+                start: range.start,
+                end: range.end,
+                len,
+            });
+        }
+        let row_bytes = check_shape(format, rows, cols, range.end - range.start)?;
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            row_bytes,
+            data: Storage::Shared {
+                owner,
+                start: range.start,
+                end: range.end,
+            },
+        })
+    }
+
+    /// The format.
+    #[must_use]
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// Output rows.
+    #[must_use]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input columns.
+    #[must_use]
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes of one row.
+    #[must_use]
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    /// All the bytes, row after row.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Storage::Owned(b) => b,
+            Storage::Shared { owner, start, end } => &(**owner).as_ref()[*start..*end],
+        }
+    }
+
+    /// The bytes of row `r`.
+    ///
+    /// # Panics
+    /// When `r >= rows`.
+    #[must_use]
+    pub fn row(&self, r: usize) -> &[u8] {
+        assert!(r < self.rows, "row {r} out of {} rows", self.rows);
+        &self.bytes()[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Writes row `r` as f32 into `out` (`out.len() == cols`).
+    ///
+    /// # Panics
+    /// When `r >= rows` or `out.len() != cols`.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "dequantize_row: out.len() != cols");
+        scalar::dequantize(self.format, self.row(r), out);
+    }
+
+    /// The whole matrix as f32, row-major (for tests and references; the kernels never do this).
+    #[must_use]
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        for (r, o) in out.chunks_exact_mut(self.cols).enumerate() {
+            self.dequantize_row(r, o);
+        }
+        out
+    }
+}
+
+/// The instruction set a kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimdPath {
+    /// Portable Rust, any CPU.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL/VNNI (+ AVX2, FMA, F16C): Ice Lake, Zen 4 and later.
+    Avx512,
+}
+
+impl SimdPath {
+    /// The best path this CPU supports (detected once, then cached).
+    #[must_use]
+    pub fn detect() -> SimdPath {
+        static BEST: OnceLock<SimdPath> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            [SimdPath::Avx512, SimdPath::Avx2]
+                .into_iter()
+                .find(|p| p.is_supported())
+                .unwrap_or(SimdPath::Scalar)
+        })
+    }
+
+    /// Whether this CPU can run this path.
+    #[must_use]
+    pub fn is_supported(self) -> bool {
+        match self {
+            SimdPath::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx512 => {
+                SimdPath::Avx2.is_supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every path this CPU supports, the portable one first.
+    #[must_use]
+    pub fn supported() -> Vec<SimdPath> {
+        [SimdPath::Scalar, SimdPath::Avx2, SimdPath::Avx512]
+            .into_iter()
+            .filter(|p| p.is_supported())
+            .collect()
+    }
+}
+
+/// Activations quantized to 8 bits per 32-element block, as the quantized kernels consume them.
+///
+/// Reuse one across calls to avoid allocating: it only grows.
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    /// Quantized values, `n · cols`.
+    qs: Vec<i8>,
+    /// Per block: the scale `d` (value ≈ `q · d`).
+    d: Vec<f32>,
+    /// Per block: `d · Σq`, the block sum of the dequantized activations.
+    s: Vec<f32>,
+}
+
+impl Scratch {
+    /// An empty scratch.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A scratch already large enough for `n` activation rows of `cols` elements.
+    #[must_use]
+    pub fn with_capacity(n: usize, cols: usize) -> Self {
+        let blocks = n * cols.div_ceil(BLOCK);
+        Self {
+            qs: Vec::with_capacity(n * cols),
+            d: Vec::with_capacity(blocks),
+            s: Vec::with_capacity(blocks),
+        }
+    }
+
+    /// Quantizes `x` (a whole number of 32-blocks) into this scratch.
+    fn quantize(&mut self, x: &[f32]) {
+        debug_assert_eq!(x.len() % BLOCK, 0);
+        let blocks = x.len() / BLOCK;
+        self.qs.resize(x.len(), 0);
+        self.d.resize(blocks, 0.0);
+        self.s.resize(blocks, 0.0);
+        for (((xb, qb), d), s) in x
+            .chunks_exact(BLOCK)
+            .zip(self.qs.chunks_exact_mut(BLOCK))
+            .zip(&mut self.d)
+            .zip(&mut self.s)
+        {
+            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, v) in qb.iter_mut().zip(xb) {
+                let r = nearest_int(v * inv).clamp(-127, 127);
+                *q = r as i8;
+                sum += r;
+            }
+            *d = scale;
+            *s = scale * sum as f32;
+        }
+    }
+
+    #[inline]
+    fn view(&self, j: usize, blocks: usize) -> Q8View<'_> {
+        Q8View {
+            qs: &self.qs[j * blocks * BLOCK..(j + 1) * blocks * BLOCK],
+            d: &self.d[j * blocks..(j + 1) * blocks],
+            s: &self.s[j * blocks..(j + 1) * blocks],
+        }
+    }
+}
+
+/// Rounds to the nearest integer, ties to even, for `|v| ≤ 2^22` (llama.cpp's `nearest_int`): adding
+/// 1.5·2^23 leaves the rounded integer in the low mantissa bits. Branch-free and vectorizable, unlike
+/// `f32::round`, which is a library call on baseline x86-64. Out-of-range inputs (only from
+/// non-finite activations) give some value that the caller clamps.
+#[inline]
+fn nearest_int(v: f32) -> i32 {
+    ((v + 12_582_912.0).to_bits() & 0x007F_FFFF) as i32 - 0x0040_0000
+}
+
+/// One quantized activation row: `blocks · 32` values, and per block the scale and scaled sum.
+#[derive(Clone, Copy)]
+pub(crate) struct Q8View<'a> {
+    pub(crate) qs: &'a [i8],
+    pub(crate) d: &'a [f32],
+    pub(crate) s: &'a [f32],
+}
+
+/// The activation a row kernel multiplies with.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    F32(&'a [f32]),
+    Q8(Q8View<'a>),
+}
+
+/// Computes `out[i] = row_i · input` for consecutive rows `rows` (each `row_bytes` long).
+///
+/// Dispatches on `path`; callers guarantee `path.is_supported()`.
+fn rows_kernel(
+    path: SimdPath,
+    format: WeightFormat,
+    rows: &[u8],
+    row_bytes: usize,
+    input: Input<'_>,
+    out: &mut [f32],
+) {
+    debug_assert_eq!(rows.len(), row_bytes * out.len());
+    match path {
+        SimdPath::Scalar => scalar::rows(format, rows, row_bytes, input, out),
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 => {
+            // SAFETY: the public entry points assert `path.is_supported()`, i.e. AVX2, FMA and F16C.
+            unsafe { x86::rows_avx2(format, rows, row_bytes, input, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => {
+            // SAFETY: as above, with AVX-512 F/BW/VL/VNNI detected too.
+            unsafe { x86::rows_avx512(format, rows, row_bytes, input, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("SIMD path {path:?} is not supported on this architecture"),
+    }
+}
+
+/// Below this many weight elements per call, the product runs on the calling thread.
+const PARALLEL_MIN_ELEMS: usize = 1 << 16;
+
+fn matvec_rows_per_task(rows: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (rows / (threads * 8)).clamp(16, 64)
+}
+
+/// `y = W x`: `x.len() == cols`, `y.len() == rows`. Allocates the activation buffer for the
+/// quantized formats; use [`matvec_into`] in loops.
+///
+/// # Panics
+/// When the lengths do not match the matrix.
+pub fn matvec(w: &QuantMatrix, x: &[f32], y: &mut [f32]) {
+    matvec_with(SimdPath::detect(), w, x, y, &mut Scratch::new());
+}
+
+/// [`matvec`] with a caller-provided activation buffer: allocates nothing once `scratch` has grown.
+///
+/// # Panics
+/// When the lengths do not match the matrix.
+pub fn matvec_into(w: &QuantMatrix, x: &[f32], y: &mut [f32], scratch: &mut Scratch) {
+    matvec_with(SimdPath::detect(), w, x, y, scratch);
+}
+
+/// [`matvec_into`] on a chosen SIMD path.
+///
+/// # Panics
+/// When the lengths do not match the matrix, or this CPU does not support `path`.
+pub fn matvec_with(
+    path: SimdPath,
+    w: &QuantMatrix,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    assert!(path.is_supported(), "SIMD path {path:?} is not supported");
+    assert_eq!(x.len(), w.cols, "matvec: x.len() != cols");
+    assert_eq!(y.len(), w.rows, "matvec: y.len() != rows");
+    let input = if w.format.is_quantized() {
+        scratch.quantize(x);
+        Input::Q8(scratch.view(0, w.cols / BLOCK))
+    } else {
+        Input::F32(x)
+    };
+    let bytes = w.bytes();
+    let rb = w.row_bytes;
+    if w.rows * w.cols < PARALLEL_MIN_ELEMS || rayon::current_num_threads() <= 1 {
+        rows_kernel(path, w.format, bytes, rb, input, y);
+        return;
+    }
+    let chunk = matvec_rows_per_task(w.rows);
+    y.par_chunks_mut(chunk)
+        .zip(bytes.par_chunks(chunk * rb))
+        .for_each(|(yc, wc)| rows_kernel(path, w.format, wc, rb, input, yc));
+}
+
+/// `Y = X Wᵀ` for `n` activation rows: `x` is `n × cols` row-major, `y` is `n × rows` row-major
+/// (row `j` of `y` is `W x_j`). Each weight row is read from memory once and reused, from cache, for
+/// all `n` activation rows. Allocates the activation buffer; use [`matmul_into`] in loops.
+///
+/// # Panics
+/// When the lengths do not match the matrix and `n`.
+pub fn matmul(w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+    matmul_with(SimdPath::detect(), w, x, n, y, &mut Scratch::new());
+}
+
+/// [`matmul`] with a caller-provided activation buffer.
+///
+/// # Panics
+/// When the lengths do not match the matrix and `n`.
+pub fn matmul_into(w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) {
+    matmul_with(SimdPath::detect(), w, x, n, y, scratch);
+}
+
+/// A raw pointer to `y` that row-chunk tasks write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint ranges (distinct output rows of W) through it, see `matmul_with`.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper, not the field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Rows of W per task in [`matmul_with`]: small enough that a chunk of weights stays in L1/L2 while
+/// every activation row passes over it.
+const MATMUL_ROWS_PER_TASK: usize = 16;
+
+/// [`matmul_into`] on a chosen SIMD path.
+///
+/// # Panics
+/// When the lengths do not match the matrix and `n`, or this CPU does not support `path`.
+pub fn matmul_with(
+    path: SimdPath,
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    assert!(path.is_supported(), "SIMD path {path:?} is not supported");
+    assert_eq!(x.len(), n * w.cols, "matmul: x.len() != n * cols");
+    assert_eq!(y.len(), n * w.rows, "matmul: y.len() != n * rows");
+    if n == 0 || w.rows == 0 {
+        return;
+    }
+    let quantized = w.format.is_quantized();
+    let blocks = w.cols / BLOCK;
+    if quantized {
+        scratch.quantize(x);
+    }
+    let scratch = &*scratch;
+    let input = |j: usize| {
+        if quantized {
+            Input::Q8(scratch.view(j, blocks))
+        } else {
+            Input::F32(&x[j * w.cols..(j + 1) * w.cols])
+        }
+    };
+    let rows = w.rows;
+    let rb = w.row_bytes;
+    let bytes = w.bytes();
+    let out = SharedOut(y.as_mut_ptr());
+    let task = |chunk_index: usize| {
+        let r0 = chunk_index * MATMUL_ROWS_PER_TASK;
+        let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows);
+        let wc = &bytes[r0 * rb..r1 * rb];
+        #[allow(unused_mut)]
+        let mut first = 0;
+        #[cfg(target_arch = "x86_64")]
+        if path == SimdPath::Avx512 && quantized {
+            while first + x86::TILE <= n {
+                let j = first;
+                let acts: [Q8View<'_>; x86::TILE] =
+                    std::array::from_fn(|t| scratch.view(j + t, blocks));
+                let mut outs: [&mut [f32]; x86::TILE] = std::array::from_fn(|t| {
+                    // SAFETY: as below; the `TILE` ranges are distinct activation rows `j + t`.
+                    unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add((j + t) * rows + r0), r1 - r0)
+                    }
+                });
+                // SAFETY: `path.is_supported()` was asserted, so the CPU has AVX-512 F/BW/VL/VNNI.
+                unsafe { x86::rows_avx512_tile(w.format, wc, rb, &acts, &mut outs) };
+                first += x86::TILE;
+            }
+        }
+        for j in first..n {
+            // SAFETY: `y` has `n * rows` elements (asserted above) and outlives this call; the range
+            // `j * rows + r0 .. j * rows + r1` is in bounds, and distinct chunks cover distinct `r0..r1`,
+            // so no two tasks (and nothing else) touch the same element while `y` is mutably borrowed.
+            let yc =
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(j * rows + r0), r1 - r0) };
+            rows_kernel(path, w.format, wc, rb, input(j), yc);
+        }
+    };
+    let chunks = rows.div_ceil(MATMUL_ROWS_PER_TASK);
+    if n * rows * w.cols < PARALLEL_MIN_ELEMS || rayon::current_num_threads() <= 1 {
+        (0..chunks).for_each(task);
+    } else {
+        (0..chunks).into_par_iter().for_each(task);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,415 @@
+//! [`CpuLlama`]: the decoder on the CPU kernels, and its [`CpuCache`].
+
+use kiln_backend::kernels::{QuantMatrix, Scratch};
+
+use super::matmul::matmul_exact;
+use rayon::prelude::*;
+
+use crate::config::{LlamaConfig, rope_inv_freq};
+use crate::load::WeightSource;
+use crate::{Error, Result};
+
+/// One decoder layer's weights.
+#[derive(Debug, Clone)]
+struct Layer {
+    attn_norm: Vec<f32>,
+    q: QuantMatrix,
+    k: QuantMatrix,
+    v: QuantMatrix,
+    o: QuantMatrix,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+    o_bias: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: QuantMatrix,
+    up: QuantMatrix,
+    down: QuantMatrix,
+}
+
+/// A Llama model on the CPU kernels.
+#[derive(Debug, Clone)]
+pub struct CpuLlama {
+    /// The configuration.
+    pub config: LlamaConfig,
+    embed: QuantMatrix,
+    lm_head: QuantMatrix,
+    layers: Vec<Layer>,
+    norm: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+/// Keys and values of every layer, preallocated for the whole context, plus the work buffers a
+/// forward pass reuses (the decode loop allocates nothing once they have grown).
+#[derive(Debug, Clone)]
+pub struct CpuCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+    max_len: usize,
+    work: Work,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Work {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+    scratch: Scratch,
+    tmp: Vec<f32>,
+}
+
+impl CpuCache {
+    /// Positions cached so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position.
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps only the first `len` positions.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
+            *o = xv * inv * wv;
+        }
+    }
+}
+
+fn add_bias(y: &mut [f32], bias: Option<&Vec<f32>>) {
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
+    }
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    v.resize(n, 0.0);
+}
+
+impl CpuLlama {
+    /// Loads the weights in their stored formats.
+    ///
+    /// # Errors
+    /// Missing or mis-shaped tensors, or formats the kernels cannot take.
+    pub fn load(config: LlamaConfig, source: &dyn WeightSource) -> Result<Self> {
+        let c = &config;
+        let (hd, h, kvh, d, ff) = (
+            c.head_dim,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.hidden_size,
+            c.intermediate_size,
+        );
+        let vec = |name: &str, n: usize| source.tensor(name, &[n]);
+        let bias = |name: String, n: usize, on: bool| {
+            if on {
+                vec(&name, n).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let embed = source.matrix("model.embed_tokens.weight", c.vocab_size, d)?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let ab = c.attention_bias;
+            if c.mlp_bias {
+                return Err(Error::Invalid(format!(
+                    "{}: the CPU engine does not implement MLP biases; use the burn engine",
+                    source.path()
+                )));
+            }
+            layers.push(Layer {
+                attn_norm: vec(&format!("{p}.input_layernorm.weight"), d)?,
+                q: source.matrix(&format!("{p}.self_attn.q_proj.weight"), h * hd, d)?,
+                k: source.matrix(&format!("{p}.self_attn.k_proj.weight"), kvh * hd, d)?,
+                v: source.matrix(&format!("{p}.self_attn.v_proj.weight"), kvh * hd, d)?,
+                o: source.matrix(&format!("{p}.self_attn.o_proj.weight"), d, h * hd)?,
+                q_bias: bias(format!("{p}.self_attn.q_proj.bias"), h * hd, ab)?,
+                k_bias: bias(format!("{p}.self_attn.k_proj.bias"), kvh * hd, ab)?,
+                v_bias: bias(format!("{p}.self_attn.v_proj.bias"), kvh * hd, ab)?,
+                o_bias: bias(format!("{p}.self_attn.o_proj.bias"), d, ab)?,
+                ffn_norm: vec(&format!("{p}.post_attention_layernorm.weight"), d)?,
+                gate: source.matrix(&format!("{p}.mlp.gate_proj.weight"), ff, d)?,
+                up: source.matrix(&format!("{p}.mlp.up_proj.weight"), ff, d)?,
+                down: source.matrix(&format!("{p}.mlp.down_proj.weight"), d, ff)?,
+            });
+        }
+        let norm = vec("model.norm.weight", d)?;
+        let lm_head = if c.tie_word_embeddings || !source.contains("lm_head.weight") {
+            embed.clone()
+        } else {
+            source.matrix("lm_head.weight", c.vocab_size, d)?
+        };
+        let inv = rope_inv_freq(c);
+        let n = c.max_position_embeddings;
+        let mut cos = Vec::with_capacity(n * inv.len());
+        let mut sin = Vec::with_capacity(n * inv.len());
+        for pos in 0..n {
+            for f in &inv {
+                let a = pos as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Self {
+            config,
+            embed,
+            lm_head,
+            layers,
+            norm,
+            cos,
+            sin,
+        })
+    }
+
+    /// A cache for the whole context.
+    #[must_use]
+    pub fn new_cache(&self) -> CpuCache {
+        self.cache_with_capacity(self.config.max_position_embeddings)
+    }
+
+    /// A cache for at most `max_len` positions (memory grows as positions are used).
+    #[must_use]
+    pub fn cache_with_capacity(&self, max_len: usize) -> CpuCache {
+        let n = self.config.num_hidden_layers;
+        CpuCache {
+            k: vec![Vec::new(); n],
+            v: vec![Vec::new(); n],
+            len: 0,
+            max_len: max_len.min(self.config.max_position_embeddings),
+            work: Work::default(),
+        }
+    }
+
+    /// Runs `ids` through the model after the cached positions and returns the logits of the last
+    /// position (`[vocab]`), or of every new position (`[ids.len() * vocab]`) when `all` is set.
+    ///
+    /// # Errors
+    /// Context overflow or ids outside the vocabulary.
+    pub fn forward(&self, ids: &[u32], cache: &mut CpuCache, all: bool) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let t = ids.len();
+        if t == 0 {
+            return Err(Error::Invalid("forward needs at least one token".into()));
+        }
+        let start = cache.len;
+        let needed = start + t;
+        if needed > cache.max_len {
+            return Err(Error::Core(kiln_core::Error::ContextLength {
+                needed,
+                limit: cache.max_len,
+            }));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= c.vocab_size) {
+            return Err(Error::Invalid(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                c.vocab_size
+            )));
+        }
+        let (d, hd, nh, nkv, ff) = (
+            c.hidden_size,
+            c.head_dim,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.intermediate_size,
+        );
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let w = &mut cache.work;
+        resize(&mut w.x, t * d);
+        for (row, &id) in w.x.chunks_exact_mut(d).zip(ids) {
+            self.embed.dequantize_row(id as usize, row);
+        }
+        resize(&mut w.h, t * d);
+        resize(&mut w.q, t * qd);
+        resize(&mut w.k, t * kvd);
+        resize(&mut w.v, t * kvd);
+        resize(&mut w.attn, t * qd);
+        resize(&mut w.o, t * d);
+        resize(&mut w.gate, t * ff);
+        resize(&mut w.up, t * ff);
+        for (l, layer) in self.layers.iter().enumerate() {
+            rms_norm_rows(&w.x, &layer.attn_norm, c.rms_norm_eps, &mut w.h);
+            matmul_exact(&layer.q, &w.h, t, &mut w.q, &mut w.tmp, &mut w.scratch);
+            matmul_exact(&layer.k, &w.h, t, &mut w.k, &mut w.tmp, &mut w.scratch);
+            matmul_exact(&layer.v, &w.h, t, &mut w.v, &mut w.tmp, &mut w.scratch);
+            add_bias(&mut w.q, layer.q_bias.as_ref());
+            add_bias(&mut w.k, layer.k_bias.as_ref());
+            add_bias(&mut w.v, layer.v_bias.as_ref());
+            for i in 0..t {
+                self.rope(&mut w.q[i * qd..(i + 1) * qd], start + i);
+                self.rope(&mut w.k[i * kvd..(i + 1) * kvd], start + i);
+            }
+            let (kc, vc) = (&mut cache.k[l], &mut cache.v[l]);
+            if kc.len() < needed * kvd {
+                let grow = (needed * kvd).max((kc.len() * 2).min(cache.max_len * kvd));
+                kc.resize(grow, 0.0);
+                vc.resize(grow, 0.0);
+            }
+            kc[start * kvd..needed * kvd].copy_from_slice(&w.k);
+            vc[start * kvd..needed * kvd].copy_from_slice(&w.v);
+            attention(
+                &w.q,
+                kc,
+                vc,
+                &mut w.attn,
+                &mut w.scores,
+                AttnShape {
+                    t,
+                    start,
+                    nh,
+                    nkv,
+                    hd,
+                },
+            );
+            matmul_exact(&layer.o, &w.attn, t, &mut w.o, &mut w.tmp, &mut w.scratch);
+            add_bias(&mut w.o, layer.o_bias.as_ref());
+            w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
+
+            rms_norm_rows(&w.x, &layer.ffn_norm, c.rms_norm_eps, &mut w.h);
+            matmul_exact(
+                &layer.gate,
+                &w.h,
+                t,
+                &mut w.gate,
+                &mut w.tmp,
+                &mut w.scratch,
+            );
+            matmul_exact(&layer.up, &w.h, t, &mut w.up, &mut w.tmp, &mut w.scratch);
+            w.gate
+                .iter_mut()
+                .zip(&w.up)
+                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            matmul_exact(
+                &layer.down,
+                &w.gate,
+                t,
+                &mut w.o,
+                &mut w.tmp,
+                &mut w.scratch,
+            );
+            w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
+        }
+        cache.len = needed;
+        let rows = if all { t } else { 1 };
+        let from = (t - rows) * d;
+        rms_norm_rows(
+            &w.x[from..],
+            &self.norm,
+            c.rms_norm_eps,
+            &mut w.h[..rows * d],
+        );
+        let mut logits = vec![0f32; rows * c.vocab_size];
+        matmul_exact(
+            &self.lm_head,
+            &w.h[..rows * d],
+            rows,
+            &mut logits,
+            &mut w.tmp,
+            &mut w.scratch,
+        );
+        Ok(logits)
+    }
+
+    /// Rotate-half RoPE (as transformers) of every head in `x` at position `pos`.
+    fn rope(&self, x: &mut [f32], pos: usize) {
+        let hd = self.config.head_dim;
+        let half = hd / 2;
+        let cos = &self.cos[pos * half..(pos + 1) * half];
+        let sin = &self.sin[pos * half..(pos + 1) * half];
+        for head in x.chunks_exact_mut(hd) {
+            let (a, b) = head.split_at_mut(half);
+            for i in 0..half {
+                let (x1, x2) = (a[i], b[i]);
+                a[i] = x1 * cos[i] - x2 * sin[i];
+                b[i] = x2 * cos[i] + x1 * sin[i];
+            }
+        }
+    }
+}
+
+/// Sizes of one attention call.
+#[derive(Debug, Clone, Copy)]
+struct AttnShape {
+    t: usize,
+    start: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+}
+
+/// Causal grouped-query attention of `t` new queries over the cached keys and values.
+fn attention(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    out: &mut [f32],
+    scores: &mut Vec<f32>,
+    s: AttnShape,
+) {
+    let AttnShape {
+        t,
+        start,
+        nh,
+        nkv,
+        hd,
+    } = s;
+    let (qd, kvd, group) = (nh * hd, nkv * hd, nh / nkv);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let total = start + t;
+    scores.resize(t * nh * total, 0.0);
+    out.par_chunks_mut(hd)
+        .zip(scores.par_chunks_mut(total))
+        .enumerate()
+        .for_each(|(idx, (o, sc))| {
+            let (i, head) = (idx / nh, idx % nh);
+            let qv = &q[i * qd + head * hd..i * qd + (head + 1) * hd];
+            let kvh = head / group;
+            let n = start + i + 1;
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in sc[..n].iter_mut().enumerate() {
+                let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                *s = qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0.0;
+            for s in sc[..n].iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            o.iter_mut().for_each(|v| *v = 0.0);
+            for (j, &p) in sc[..n].iter().enumerate() {
+                let vv = &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                let p = p / sum;
+                o.iter_mut().zip(vv).for_each(|(o, v)| *o += p * v);
+            }
+        });
+}

@@ -1,0 +1,148 @@
+//! The two ways Kiln computes a Llama forward pass, behind one small interface for generation and
+//! scoring: burn (any device: flex on CPU, wgpu, CUDA) or Kiln's own CPU kernels on the stored
+//! (quantized) weights.
+
+use kiln_backend::{Device, DeviceSpec};
+
+use crate::cpu::{CpuCache, CpuLlama};
+use crate::load::WeightSource;
+use crate::{Error, KvCache, Llama, LlamaConfig, Result};
+
+/// Which implementation runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// The CPU kernels on the CPU, burn elsewhere.
+    #[default]
+    Auto,
+    /// burn on the chosen device (weights dequantized to f32).
+    Burn,
+    /// Kiln's CPU kernels (weights kept in their stored format).
+    Cpu,
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(EngineKind::Auto),
+            "burn" => Ok(EngineKind::Burn),
+            "cpu" | "kernels" => Ok(EngineKind::Cpu),
+            other => Err(Error::Invalid(format!(
+                "unknown engine `{other}` (auto, burn, cpu)"
+            ))),
+        }
+    }
+}
+
+/// Where and how to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The device.
+    pub device: DeviceSpec,
+    /// The engine.
+    pub engine: EngineKind,
+}
+
+/// A loaded network.
+#[derive(Debug, Clone)]
+pub(crate) enum Engine {
+    Burn(Box<Llama>),
+    Cpu(Box<CpuLlama>),
+}
+
+/// The cache matching an [`Engine`].
+#[derive(Debug, Clone)]
+pub(crate) enum EngineCache {
+    Burn(KvCache),
+    Cpu(Box<CpuCache>),
+}
+
+/// The KV cache of one sequence for whichever engine runs the model (see
+/// [`crate::LlamaGenerator::new_cache`]).
+#[derive(Debug, Clone)]
+pub struct ModelCache(pub(crate) EngineCache);
+
+impl ModelCache {
+    /// Positions cached so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            EngineCache::Burn(c) => c.len(),
+            EngineCache::Cpu(c) => c.len(),
+        }
+    }
+
+    /// Whether nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the first `len` positions.
+    pub fn truncate(&mut self, len: usize) {
+        match &mut self.0 {
+            EngineCache::Burn(c) => c.truncate(len),
+            EngineCache::Cpu(c) => c.truncate(len),
+        }
+    }
+}
+
+/// What to build.
+pub(crate) enum Target<'a> {
+    Burn(&'a Device),
+    Cpu,
+}
+
+impl Target<'_> {
+    pub(crate) fn build(&self, config: LlamaConfig, source: &dyn WeightSource) -> Result<Engine> {
+        Ok(match self {
+            Target::Burn(device) => Engine::Burn(Box::new(Llama::load(config, source, device)?)),
+            Target::Cpu => Engine::Cpu(Box::new(CpuLlama::load(config, source)?)),
+        })
+    }
+}
+
+impl Engine {
+    pub(crate) fn config(&self) -> &LlamaConfig {
+        match self {
+            Engine::Burn(m) => &m.config,
+            Engine::Cpu(m) => &m.config,
+        }
+    }
+
+    pub(crate) fn new_cache(&self) -> EngineCache {
+        match self {
+            Engine::Burn(m) => EngineCache::Burn(m.new_cache()),
+            Engine::Cpu(m) => EngineCache::Cpu(Box::new(m.new_cache())),
+        }
+    }
+
+    /// Logits of the last new position, `[vocab]`.
+    pub(crate) fn last_logits(&self, ids: &[u32], cache: &mut EngineCache) -> Result<Vec<f32>> {
+        match (self, cache) {
+            (Engine::Burn(m), EngineCache::Burn(c)) => {
+                read(m.forward_last(m.ids_tensor(ids, 1), c)?)
+            }
+            (Engine::Cpu(m), EngineCache::Cpu(c)) => m.forward(ids, c, false),
+            _ => Err(Error::Invalid("cache of another engine".into())),
+        }
+    }
+
+    /// Logits of every position of `ids` from an empty cache, `[ids.len() * vocab]`.
+    pub(crate) fn all_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        match self {
+            Engine::Burn(m) => {
+                let mut c = m.new_cache();
+                read(m.forward(m.ids_tensor(ids, 1), &mut c)?)
+            }
+            Engine::Cpu(m) => m.forward(ids, &mut m.cache_with_capacity(ids.len()), true),
+        }
+    }
+}
+
+fn read<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("reading logits: {e:?}")))
+}
