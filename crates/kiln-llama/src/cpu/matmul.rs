@@ -11,7 +11,7 @@ use half::f16;
 use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_into};
 use rayon::prelude::*;
 
-const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 /// Output rows per rayon task.
 const ROWS_PER_TASK: usize = 32;
 
@@ -63,7 +63,7 @@ fn dot_block(w: &[f32; BLOCK], x: &[f32], acc: &mut [f32; 8]) {
 
 /// Activation rows processed together: each dequantized weight block is reused for this many dot
 /// products while their slices of `x` stay in L1.
-const ACT_TILE: usize = 8;
+pub(crate) const ACT_TILE: usize = 8;
 
 #[inline(always)]
 fn rows_kernel(w: &QuantMatrix, x: &[f32], n: usize, first_row: usize, out: &mut [f32]) {
@@ -92,18 +92,12 @@ fn rows_kernel(w: &QuantMatrix, x: &[f32], n: usize, first_row: usize, out: &mut
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rows_avx512(w: &QuantMatrix, x: &[f32], n: usize, first: usize, out: &mut [f32]) {
-    rows_kernel(w, x, n, first, out);
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn rows_avx2(w: &QuantMatrix, x: &[f32], n: usize, first: usize, out: &mut [f32]) {
     rows_kernel(w, x, n, first, out);
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Isa {
     Avx512,
     Avx2,
@@ -115,10 +109,7 @@ fn isa() -> Isa {
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-            {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c") {
                 return Isa::Avx512;
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -129,11 +120,20 @@ fn isa() -> Isa {
     })
 }
 
-fn run_rows(w: &QuantMatrix, x: &[f32], n: usize, first: usize, out: &mut [f32]) {
-    match isa() {
-        // SAFETY: the features these functions enable were detected on this CPU.
+fn run_rows(
+    isa: Isa,
+    w: &QuantMatrix,
+    x: &[f32],
+    xsum: &[f32],
+    n: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    match isa {
+        // SAFETY: AVX-512F and F16C were detected; `w` is a block format (checked by `matmul_exact`) and the
+        // slices are sized by it.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { rows_avx512(w, x, n, first, out) },
+        Isa::Avx512 => unsafe { super::avx512::rows(w, x, xsum, n, first, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { rows_avx2(w, x, n, first, out) },
@@ -154,6 +154,19 @@ pub(crate) fn matmul_exact(
     tmp: &mut Vec<f32>,
     scratch: &mut Scratch,
 ) {
+    matmul_exact_with(isa(), w, x, n, y, tmp, scratch);
+}
+
+/// [`matmul_exact`] on a chosen instruction set (tests force each one).
+fn matmul_exact_with(
+    isa: Isa,
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    tmp: &mut Vec<f32>,
+    scratch: &mut Scratch,
+) {
     if !w.format().is_quantized() {
         matmul_into(w, x, n, y, scratch);
         return;
@@ -166,10 +179,12 @@ pub(crate) fn matmul_exact(
         tmp.resize(n * rows, 0.0);
         &mut tmp[..]
     };
+    // Per-block sums of the activations, for the blocks' offset terms.
+    let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
     buf.par_chunks_mut(ROWS_PER_TASK * n)
         .enumerate()
         .for_each(|(task, out)| {
-            run_rows(w, x, n, task * ROWS_PER_TASK, out);
+            run_rows(isa, w, x, &xsum, n, task * ROWS_PER_TASK, out);
         });
     if n > 1 {
         for (task, tile) in tmp.chunks(ROWS_PER_TASK * n).enumerate() {
@@ -186,6 +201,21 @@ pub(crate) fn matmul_exact(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every instruction set this CPU can run, down to the portable code.
+    fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Isa::Avx2);
+            }
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c") {
+                v.push(Isa::Avx512);
+            }
+        }
+        v
+    }
 
     #[test]
     fn matches_dequantized_reference_for_every_block_format() {
@@ -211,16 +241,18 @@ mod tests {
                     .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.7)
                     .collect();
                 let mut y = vec![0f32; n * rows];
-                matmul_exact(&m, &x, n, &mut y, &mut Vec::new(), &mut Scratch::new());
-                for i in 0..n {
-                    for r in 0..rows {
-                        let want: f32 =
-                            (0..cols).map(|c| deq[r * cols + c] * x[i * cols + c]).sum();
-                        let got = y[i * rows + r];
-                        assert!(
-                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                            "{format} n={n} [{i},{r}]: {got} vs {want}"
-                        );
+                for isa in available() {
+                    matmul_exact_with(isa, &m, &x, n, &mut y, &mut Vec::new(), &mut Scratch::new());
+                    for i in 0..n {
+                        for r in 0..rows {
+                            let want: f32 =
+                                (0..cols).map(|c| deq[r * cols + c] * x[i * cols + c]).sum();
+                            let got = y[i * rows + r];
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{format} {isa:?} n={n} [{i},{r}]: {got} vs {want}"
+                            );
+                        }
                     }
                 }
             }

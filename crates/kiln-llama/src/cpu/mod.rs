@@ -6,6 +6,8 @@
 //! The arithmetic is the same as [`crate::Llama`]'s (rotate-half RoPE, f32 accumulation); the only
 //! difference is the 8-bit rounding of activations entering quantized matrices, as llama.cpp does.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod forward;
 mod matmul;
 
