@@ -141,6 +141,51 @@ fn run_rows(
     }
 }
 
+/// From this many activation rows on (prefill), weight tiles are dequantized and multiplied by a
+/// cache-blocked f32 GEMM: compute-bound work wants the GEMM's register tiling more than it wants to
+/// save memory traffic.
+const GEMM_MIN_ROWS: usize = 16;
+/// Weight rows dequantized per GEMM call (a 576-wide tile is 2.4 MB of f32).
+const GEMM_TILE_ROWS: usize = 1024;
+
+/// `y = x Wᵀ` through dequantized tiles of `W` and the `gemm` crate.
+fn gemm_dequantized(w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32], tile: &mut Vec<f32>) {
+    let (rows, cols) = (w.rows(), w.cols());
+    for r0 in (0..rows).step_by(GEMM_TILE_ROWS) {
+        let r = GEMM_TILE_ROWS.min(rows - r0);
+        tile.resize(r * cols, 0.0);
+        tile[..r * cols]
+            .par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, row)| w.dequantize_row(r0 + i, row));
+        // SAFETY: dst is `y[i * rows + r0 + j]` for i < n, j < r (inside `y`, which is n·rows long);
+        // lhs is `x[i * cols + k]` (n·cols long); rhs(k, j) is `tile[j * cols + k]` (r·cols long).
+        unsafe {
+            gemm::gemm(
+                n,
+                r,
+                cols,
+                y.as_mut_ptr().add(r0),
+                1,
+                rows as isize,
+                false,
+                x.as_ptr(),
+                1,
+                cols as isize,
+                tile.as_ptr(),
+                cols as isize,
+                1,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+}
+
 /// `y = x Wᵀ` for `n` activation rows: `x` is `[n, cols]`, `y` is `[n, rows]`, both row-major.
 /// Block formats use f32 activations (exact); F32/F16/BF16 go to the kernels of kiln-backend, which
 /// do not quantize activations for those formats.
@@ -172,6 +217,10 @@ fn matmul_exact_with(
         return;
     }
     let rows = w.rows();
+    if n >= GEMM_MIN_ROWS {
+        gemm_dequantized(w, x, n, y, tmp);
+        return;
+    }
     // Tasks write `[n, task_rows]` tiles into `tmp`, transposed into `y` afterwards (no-op for n = 1).
     let buf: &mut [f32] = if n == 1 {
         &mut y[..rows]
@@ -236,7 +285,7 @@ mod tests {
             .unwrap();
             let m = QuantMatrix::new(format, rows, cols, bytes).unwrap();
             let deq = m.dequantize();
-            for n in [1usize, 3, 11] {
+            for n in [1usize, 3, 11, 17] {
                 let x: Vec<f32> = (0..n * cols)
                     .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.7)
                     .collect();
