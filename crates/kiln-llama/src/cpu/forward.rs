@@ -13,18 +13,87 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 struct Layer {
     attn_norm: Vec<f32>,
-    q: QuantMatrix,
-    k: QuantMatrix,
-    v: QuantMatrix,
+    /// q, k and v projections (one fused matrix when their formats agree).
+    qkv: Stacked,
     o: QuantMatrix,
     q_bias: Option<Vec<f32>>,
     k_bias: Option<Vec<f32>>,
     v_bias: Option<Vec<f32>>,
     o_bias: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    gate: QuantMatrix,
-    up: QuantMatrix,
+    /// gate and up projections (fused when their formats agree).
+    gate_up: Stacked,
     down: QuantMatrix,
+}
+
+/// Matrices that read the same input: stacked into one matrix (one pass over the input, one
+/// parallel job) when they share a format, kept apart otherwise.
+#[derive(Debug, Clone)]
+struct Stacked {
+    mats: Vec<QuantMatrix>,
+    widths: Vec<usize>,
+}
+
+impl Stacked {
+    fn new(parts: Vec<QuantMatrix>) -> Result<Self> {
+        let widths: Vec<usize> = parts.iter().map(QuantMatrix::rows).collect();
+        let first = &parts[0];
+        if parts
+            .iter()
+            .all(|m| m.format() == first.format() && m.cols() == first.cols())
+        {
+            let bytes: Vec<u8> = parts
+                .iter()
+                .flat_map(|m| m.bytes().iter().copied())
+                .collect();
+            let fused = QuantMatrix::new(first.format(), widths.iter().sum(), first.cols(), bytes)?;
+            Ok(Self {
+                mats: vec![fused],
+                widths,
+            })
+        } else {
+            Ok(Self {
+                mats: parts,
+                widths,
+            })
+        }
+    }
+
+    /// `outs[p] = x · partₚᵀ` for `t` input rows.
+    fn matmul(
+        &self,
+        x: &[f32],
+        t: usize,
+        outs: &mut [&mut Vec<f32>],
+        comb: &mut Vec<f32>,
+        w: &mut Bufs,
+    ) {
+        if self.mats.len() == 1 {
+            let total: usize = self.widths.iter().sum();
+            comb.resize(t * total, 0.0);
+            matmul_exact(&self.mats[0], x, t, comb, &mut w.tmp, &mut w.scratch);
+            let mut off = 0;
+            for (p, out) in outs.iter_mut().enumerate() {
+                let width = self.widths[p];
+                for i in 0..t {
+                    out[i * width..(i + 1) * width]
+                        .copy_from_slice(&comb[i * total + off..i * total + off + width]);
+                }
+                off += width;
+            }
+        } else {
+            for (m, out) in self.mats.iter().zip(outs.iter_mut()) {
+                matmul_exact(m, x, t, out, &mut w.tmp, &mut w.scratch);
+            }
+        }
+    }
+}
+
+/// Reusable buffers of the matmul kernels.
+#[derive(Debug, Clone, Default)]
+struct Bufs {
+    tmp: Vec<f32>,
+    scratch: Scratch,
 }
 
 /// A Llama model on the CPU kernels.
@@ -63,8 +132,8 @@ struct Work {
     gate: Vec<f32>,
     up: Vec<f32>,
     scores: Vec<f32>,
-    scratch: Scratch,
-    tmp: Vec<f32>,
+    comb: Vec<f32>,
+    bufs: Bufs,
 }
 
 impl CpuCache {
@@ -149,17 +218,21 @@ impl CpuLlama {
             }
             layers.push(Layer {
                 attn_norm: vec(&format!("{p}.input_layernorm.weight"), d)?,
-                q: source.matrix(&format!("{p}.self_attn.q_proj.weight"), h * hd, d)?,
-                k: source.matrix(&format!("{p}.self_attn.k_proj.weight"), kvh * hd, d)?,
-                v: source.matrix(&format!("{p}.self_attn.v_proj.weight"), kvh * hd, d)?,
+                qkv: Stacked::new(vec![
+                    source.matrix(&format!("{p}.self_attn.q_proj.weight"), h * hd, d)?,
+                    source.matrix(&format!("{p}.self_attn.k_proj.weight"), kvh * hd, d)?,
+                    source.matrix(&format!("{p}.self_attn.v_proj.weight"), kvh * hd, d)?,
+                ])?,
                 o: source.matrix(&format!("{p}.self_attn.o_proj.weight"), d, h * hd)?,
                 q_bias: bias(format!("{p}.self_attn.q_proj.bias"), h * hd, ab)?,
                 k_bias: bias(format!("{p}.self_attn.k_proj.bias"), kvh * hd, ab)?,
                 v_bias: bias(format!("{p}.self_attn.v_proj.bias"), kvh * hd, ab)?,
                 o_bias: bias(format!("{p}.self_attn.o_proj.bias"), d, ab)?,
                 ffn_norm: vec(&format!("{p}.post_attention_layernorm.weight"), d)?,
-                gate: source.matrix(&format!("{p}.mlp.gate_proj.weight"), ff, d)?,
-                up: source.matrix(&format!("{p}.mlp.up_proj.weight"), ff, d)?,
+                gate_up: Stacked::new(vec![
+                    source.matrix(&format!("{p}.mlp.gate_proj.weight"), ff, d)?,
+                    source.matrix(&format!("{p}.mlp.up_proj.weight"), ff, d)?,
+                ])?,
                 down: source.matrix(&format!("{p}.mlp.down_proj.weight"), d, ff)?,
             });
         }
@@ -258,9 +331,13 @@ impl CpuLlama {
         resize(&mut w.up, t * ff);
         for (l, layer) in self.layers.iter().enumerate() {
             rms_norm_rows(&w.x, &layer.attn_norm, c.rms_norm_eps, &mut w.h);
-            matmul_exact(&layer.q, &w.h, t, &mut w.q, &mut w.tmp, &mut w.scratch);
-            matmul_exact(&layer.k, &w.h, t, &mut w.k, &mut w.tmp, &mut w.scratch);
-            matmul_exact(&layer.v, &w.h, t, &mut w.v, &mut w.tmp, &mut w.scratch);
+            layer.qkv.matmul(
+                &w.h,
+                t,
+                &mut [&mut w.q, &mut w.k, &mut w.v],
+                &mut w.comb,
+                &mut w.bufs,
+            );
             add_bias(&mut w.q, layer.q_bias.as_ref());
             add_bias(&mut w.k, layer.k_bias.as_ref());
             add_bias(&mut w.v, layer.v_bias.as_ref());
@@ -290,20 +367,25 @@ impl CpuLlama {
                     hd,
                 },
             );
-            matmul_exact(&layer.o, &w.attn, t, &mut w.o, &mut w.tmp, &mut w.scratch);
+            matmul_exact(
+                &layer.o,
+                &w.attn,
+                t,
+                &mut w.o,
+                &mut w.bufs.tmp,
+                &mut w.bufs.scratch,
+            );
             add_bias(&mut w.o, layer.o_bias.as_ref());
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
 
             rms_norm_rows(&w.x, &layer.ffn_norm, c.rms_norm_eps, &mut w.h);
-            matmul_exact(
-                &layer.gate,
+            layer.gate_up.matmul(
                 &w.h,
                 t,
-                &mut w.gate,
-                &mut w.tmp,
-                &mut w.scratch,
+                &mut [&mut w.gate, &mut w.up],
+                &mut w.comb,
+                &mut w.bufs,
             );
-            matmul_exact(&layer.up, &w.h, t, &mut w.up, &mut w.tmp, &mut w.scratch);
             w.gate
                 .iter_mut()
                 .zip(&w.up)
@@ -313,8 +395,8 @@ impl CpuLlama {
                 &w.gate,
                 t,
                 &mut w.o,
-                &mut w.tmp,
-                &mut w.scratch,
+                &mut w.bufs.tmp,
+                &mut w.bufs.scratch,
             );
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
         }
@@ -333,8 +415,8 @@ impl CpuLlama {
             &w.h[..rows * d],
             rows,
             &mut logits,
-            &mut w.tmp,
-            &mut w.scratch,
+            &mut w.bufs.tmp,
+            &mut w.bufs.scratch,
         );
         Ok(logits)
     }
