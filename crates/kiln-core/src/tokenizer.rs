@@ -33,6 +33,8 @@ pub trait Tokenizer: Send + Sync {
 #[derive(Clone)]
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
+    /// `get_vocab_size(true)` builds the whole vocabulary map: computed once.
+    vocab_size: usize,
 }
 
 impl std::fmt::Debug for HfTokenizer {
@@ -47,7 +49,8 @@ impl HfTokenizer {
     /// Wraps a tokenizer.
     #[must_use]
     pub fn new(inner: tokenizers::Tokenizer) -> Self {
-        Self { inner }
+        let vocab_size = inner.get_vocab_size(true);
+        Self { inner, vocab_size }
     }
 
     /// Loads a `tokenizer.json`.
@@ -60,7 +63,7 @@ impl HfTokenizer {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Ok(Self { inner })
+        Ok(Self::new(inner))
     }
 
     /// The wrapped tokenizer.
@@ -92,7 +95,7 @@ impl Tokenizer for HfTokenizer {
     }
 
     fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     fn token_to_id(&self, token: &str) -> Option<u32> {

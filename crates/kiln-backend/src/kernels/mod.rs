@@ -11,7 +11,10 @@
 //!   does (scale `d = max|x| / 127`, plus the block's integer sum so that Q4_1's minimum and the
 //!   offsets of Q4_0/Q8_0 cost one multiply per block), then each weight block is dotted with an
 //!   activation block in integer arithmetic: AVX-512 VNNI `vpdpbusd` over two blocks per instruction,
-//!   AVX2 `vpmaddubsw`, or a portable scalar loop. The result differs from `W·x` in f32 by the
+//!   AVX2 `vpmaddubsw`, or a portable scalar loop (the SIMD loops take four blocks per step and
+//!   convert and multiply their f16 scales four at a time). [`matmul`] on AVX-512 unpacks each
+//!   weight block once for four activation rows at a time (bit-identical to [`matvec`] per row).
+//!   The result differs from `W·x` in f32 by the
 //!   activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
 //!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
 //! - **F16, BF16, F32**: the weights are widened to f32 (F16C / AVX-512 conversions) and multiplied

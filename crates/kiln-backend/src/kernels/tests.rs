@@ -385,7 +385,9 @@ fn scalar_f16_conversion_is_exact_for_every_half() {
 
 #[test]
 fn nearest_int_rounds_like_round_ties_even() {
-    for v in [0.0f32, 0.5, 1.5, 2.5, -0.5, -1.5, 126.5, -127.0, 127.0, 0.49999997, -63.7, 3.2] {
+    for v in [
+        0.0f32, 0.5, 1.5, 2.5, -0.5, -1.5, 126.5, -127.0, 127.0, 0.49999997, -63.7, 3.2,
+    ] {
         assert_eq!(super::nearest_int(v), v.round_ties_even() as i32, "{v}");
     }
 }

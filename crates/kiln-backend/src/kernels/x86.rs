@@ -76,7 +76,37 @@ unsafe fn q4_block_256<const QS: usize, const MIN: bool>(
     }
 }
 
-/// Q4_0 (`BB = 18, QS = 2`) or Q4_1 (`BB = 20, QS = 4, MIN`) row · quantized activations.
+/// Four little-endian f16 values at `p + k·stride`, `k = 0..4`, widened (F16C).
+///
+/// # Safety
+/// The four pairs of bytes must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x4_strided(p: *const u8, stride: usize) -> __m128 {
+    // SAFETY: the caller guarantees the bytes are readable; reads are unaligned.
+    let bits = unsafe {
+        let h = |k: usize| u64::from(p.add(k * stride).cast::<u16>().read_unaligned());
+        h(0) | (h(1) << 16) | (h(2) << 32) | (h(3) << 48)
+    };
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0x55>(s, s)))
+}
+
+/// Lane `K` of `s` broadcast to eight lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lane<const K: i32>(s: __m128) -> __m256 {
+    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), _mm256_set1_epi32(K))
+}
+
+/// Q4_0 (`BB = 18, QS = 2`) or Q4_1 (`BB = 20, QS = 4, MIN`) row · quantized activations, four blocks
+/// per step with their scales converted and multiplied four at a time.
 ///
 /// # Safety
 /// `row.len() == a.d.len() * BB`, `a.qs.len() == a.d.len() * 32`, `a.s.len() == a.d.len()`.
@@ -89,26 +119,50 @@ unsafe fn dot_q4_avx2<const BB: usize, const QS: usize, const MIN: bool>(
     let nb = a.d.len();
     let rp = row.as_ptr();
     let xp = a.qs.as_ptr();
-    let mut acc = _mm256_setzero_ps();
-    let mut offset = 0.0f32;
-    for b in 0..nb {
-        // SAFETY: `b < nb`, so the block `b·BB..(b+1)·BB` of the row, the activations
-        // `32b..32b+32` and `d[b]`, `s[b]` are in bounds (the caller's length contract).
-        unsafe {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut offset = _mm_setzero_ps();
+    let mut b = 0;
+    // SAFETY: every block index touched is `< nb`, so the row's blocks, the activations
+    // `32b..32b+128` and `d[b..b+4]`, `s[b..b+4]` are in bounds (the caller's length contract).
+    unsafe {
+        while b + 4 <= nb {
             let p = rp.add(b * BB);
-            let d = f16_at(p);
-            let c = if MIN { f16_at(p.add(2)) } else { -8.0 * d };
-            let w = q4_nibbles_256(p.add(QS));
-            let x = _mm256_loadu_si256(xp.add(b * BLOCK).cast());
-            let scale = _mm256_set1_ps(d * *a.d.get_unchecked(b));
-            acc = _mm256_fmadd_ps(dot_u8i8_256(w, x), scale, acc);
-            offset += c * *a.s.get_unchecked(b);
+            let dw = f16x4_strided(p, BB);
+            let cw = if MIN {
+                f16x4_strided(p.add(2), BB)
+            } else {
+                _mm_mul_ps(dw, _mm_set1_ps(-8.0))
+            };
+            let sc = _mm_mul_ps(dw, _mm_loadu_ps(a.d.as_ptr().add(b)));
+            let x = xp.add(b * BLOCK);
+            let dot = |k: usize| {
+                dot_u8i8_256(
+                    q4_nibbles_256(p.add(k * BB + QS)),
+                    _mm256_loadu_si256(x.add(k * BLOCK).cast()),
+                )
+            };
+            acc[0] = _mm256_fmadd_ps(dot(0), lane::<0>(sc), acc[0]);
+            acc[1] = _mm256_fmadd_ps(dot(1), lane::<1>(sc), acc[1]);
+            acc[0] = _mm256_fmadd_ps(dot(2), lane::<2>(sc), acc[0]);
+            acc[1] = _mm256_fmadd_ps(dot(3), lane::<3>(sc), acc[1]);
+            offset = _mm_fmadd_ps(cw, _mm_loadu_ps(a.s.as_ptr().add(b)), offset);
+            b += 4;
         }
+        let mut sum = hsum256(_mm256_add_ps(acc[0], acc[1])) + hsum128(offset);
+        for bb in b..nb {
+            sum += q4_block_256::<QS, MIN>(
+                rp.add(bb * BB),
+                xp.add(bb * BLOCK),
+                *a.d.get_unchecked(bb),
+                *a.s.get_unchecked(bb),
+            );
+        }
+        sum
     }
-    hsum256(acc) + offset
 }
 
-/// Q8_0 row · quantized activations, with the sign trick so that `vpmaddubsw` sees `|w| · (±x)`.
+/// Q8_0 row · quantized activations, with the sign trick so that `vpmaddubsw` sees `|w| · (±x)`;
+/// four blocks per step.
 ///
 /// # Safety
 /// `row.len() == a.d.len() * 34`, `a.qs.len() == a.d.len() * 32`.
@@ -118,22 +172,33 @@ unsafe fn dot_q8_0_avx2(row: &[u8], a: Q8View<'_>) -> f32 {
     let nb = a.d.len();
     let rp = row.as_ptr();
     let xp = a.qs.as_ptr();
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..nb {
-        // SAFETY: `b < nb`; see the caller's length contract.
-        unsafe {
-            let p = rp.add(b * 34);
-            let d = f16_at(p);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut b = 0;
+    // SAFETY: every block index touched is `< nb`; see the caller's length contract.
+    unsafe {
+        let block = |p: *const u8, x: *const i8| {
             let w = _mm256_loadu_si256(p.add(2).cast());
-            let x = _mm256_loadu_si256(xp.add(b * BLOCK).cast());
+            let x = _mm256_loadu_si256(x.cast());
             // |-128| wraps to 0x80 = 128 as the unsigned operand, which is right.
-            let aw = _mm256_abs_epi8(w);
-            let sx = _mm256_sign_epi8(x, w);
-            let scale = _mm256_set1_ps(d * *a.d.get_unchecked(b));
-            acc = _mm256_fmadd_ps(dot_u8i8_256(aw, sx), scale, acc);
+            dot_u8i8_256(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w))
+        };
+        while b + 4 <= nb {
+            let p = rp.add(b * 34);
+            let sc = _mm_mul_ps(f16x4_strided(p, 34), _mm_loadu_ps(a.d.as_ptr().add(b)));
+            let x = xp.add(b * BLOCK);
+            acc[0] = _mm256_fmadd_ps(block(p, x), lane::<0>(sc), acc[0]);
+            acc[1] = _mm256_fmadd_ps(block(p.add(34), x.add(32)), lane::<1>(sc), acc[1]);
+            acc[0] = _mm256_fmadd_ps(block(p.add(68), x.add(64)), lane::<2>(sc), acc[0]);
+            acc[1] = _mm256_fmadd_ps(block(p.add(102), x.add(96)), lane::<3>(sc), acc[1]);
+            b += 4;
         }
+        let mut sum = hsum256(_mm256_add_ps(acc[0], acc[1]));
+        for bb in b..nb {
+            let p = rp.add(bb * 34);
+            sum += hsum256(block(p, xp.add(bb * BLOCK))) * f16_at(p) * *a.d.get_unchecked(bb);
+        }
+        sum
     }
-    hsum256(acc)
 }
 
 /// Float kinds: 0 = f32, 1 = f16, 2 = bf16.
@@ -272,113 +337,152 @@ pub(super) unsafe fn rows_avx2(
 // AVX-512
 // ---------------------------------------------------------------------------------------------
 
-/// Per-lane scale: `s0` in lanes 0..8 (block 0), `s1` in lanes 8..16 (block 1).
+/// Per-lane scales of four blocks: lanes 0..8 get `s[0]`, 8..16 `s[1]` (first result), and `s[2]`,
+/// `s[3]` likewise (second result).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn two_scales(s0: f32, s1: f32) -> __m512 {
-    _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s0), _mm512_set1_ps(s1))
+fn spread4(s: __m128) -> (__m512, __m512) {
+    let v = _mm512_castps128_ps512(s);
+    let i01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    let i23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+    (_mm512_permutexvar_ps(i01, v), _mm512_permutexvar_ps(i23, v))
 }
 
-/// Q4_0 / Q4_1 row · quantized activations, two blocks per `vpdpbusd`.
+/// The nibbles of two Q4 blocks (16 bytes at `p0` and at `p1`) as 64 bytes in element order.
 ///
 /// # Safety
-/// As [`dot_q4_avx2`].
+/// The 16 bytes at `p0` and at `p1` must be readable.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool>(
-    row: &[u8],
-    a: Q8View<'_>,
-) -> f32 {
-    let nb = a.d.len();
-    let rp = row.as_ptr();
-    let xp = a.qs.as_ptr();
-    let mask = _mm512_set1_epi8(0x0F);
-    // 64-bit lanes 2,3 and 6,7 hold the high nibbles of blocks 0 and 1.
+unsafe fn q4_nibbles_512(p0: *const u8, p1: *const u8) -> __m512i {
+    // SAFETY: the caller guarantees the bytes are readable; loads are unaligned.
+    let (q0, q1) = unsafe { (_mm_loadu_si128(p0.cast()), _mm_loadu_si128(p1.cast())) };
+    // 128-bit lanes [q0, q0, q1, q1], then shift the second copy of each by 4 and mask.
+    let v = _mm512_castsi256_si512(_mm256_set_m128i(q1, q0));
+    let v = _mm512_shuffle_i64x2::<0x50>(v, v);
     let shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    let mut acc = [_mm512_setzero_ps(); 2];
-    let mut offset = 0.0f32;
+    _mm512_and_si512(_mm512_srlv_epi64(v, shifts), _mm512_set1_epi8(0x0F))
+}
+
+/// Q4_0 (`BB = 18, QS = 2`) or Q4_1 (`BB = 20, QS = 4, MIN`) row · `T` quantized activation rows,
+/// four blocks per step (two `vpdpbusd`), the block scales converted and multiplied four at a time.
+/// Each weight block is loaded and unpacked once for all `T` activation rows; per activation row the
+/// operations are the same whatever `T`, so batched results are bit-identical to single ones.
+///
+/// # Safety
+/// As [`dot_q4_avx2`], for every activation row.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const T: usize>(
+    row: &[u8],
+    a: &[Q8View<'_>; T],
+) -> [f32; T] {
+    let nb = a[0].d.len();
+    let rp = row.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut offset = [_mm_setzero_ps(); T];
     let mut b = 0;
     // SAFETY: every block index touched is `< nb`; see the caller's length contract.
     unsafe {
-        while b + 2 <= nb {
-            let p0 = rp.add(b * BB);
-            let p1 = p0.add(BB);
-            let d0 = f16_at(p0);
-            let d1 = f16_at(p1);
-            let (c0, c1) = if MIN {
-                (f16_at(p0.add(2)), f16_at(p1.add(2)))
+        while b + 4 <= nb {
+            let p = rp.add(b * BB);
+            let dw = f16x4_strided(p, BB);
+            let cw = if MIN {
+                f16x4_strided(p.add(2), BB)
             } else {
-                (-8.0 * d0, -8.0 * d1)
+                _mm_mul_ps(dw, _mm_set1_ps(-8.0))
             };
-            let q0 = _mm_loadu_si128(p0.add(QS).cast());
-            let q1 = _mm_loadu_si128(p1.add(QS).cast());
-            // 128-bit lanes [q0, q0, q1, q1], then shift the 2nd copy of each by 4 and mask.
-            let v = _mm512_castsi256_si512(_mm256_set_m128i(q1, q0));
-            let v = _mm512_shuffle_i64x2::<0x50>(v, v);
-            let w = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), mask);
-            let x = _mm512_loadu_si512(xp.add(b * BLOCK).cast());
-            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-            let scale = two_scales(d0 * *a.d.get_unchecked(b), d1 * *a.d.get_unchecked(b + 1));
-            let k = (b / 2) & 1;
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[k]);
-            offset += c0 * *a.s.get_unchecked(b) + c1 * *a.s.get_unchecked(b + 1);
-            b += 2;
+            let w01 = q4_nibbles_512(p.add(QS), p.add(BB + QS));
+            let w23 = q4_nibbles_512(p.add(2 * BB + QS), p.add(3 * BB + QS));
+            for t in 0..T {
+                let at = &a[t];
+                let xp = at.qs.as_ptr().add(b * BLOCK);
+                let (s01, s23) = spread4(_mm_mul_ps(dw, _mm_loadu_ps(at.d.as_ptr().add(b))));
+                let dot01 =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(xp.cast()));
+                let dot23 = _mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    w23,
+                    _mm512_loadu_si512(xp.add(64).cast()),
+                );
+                acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), s01, acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), s23, acc[t][1]);
+                offset[t] = _mm_fmadd_ps(cw, _mm_loadu_ps(at.s.as_ptr().add(b)), offset[t]);
+            }
+            b += 4;
         }
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + offset;
-        if b < nb {
-            sum += q4_block_256::<QS, MIN>(
-                rp.add(b * BB),
-                xp.add(b * BLOCK),
-                *a.d.get_unchecked(b),
-                *a.s.get_unchecked(b),
-            );
+        let mut sums = [0.0f32; T];
+        for t in 0..T {
+            sums[t] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + hsum128(offset[t]);
+            for bb in b..nb {
+                sums[t] += q4_block_256::<QS, MIN>(
+                    rp.add(bb * BB),
+                    a[t].qs.as_ptr().add(bb * BLOCK),
+                    *a[t].d.get_unchecked(bb),
+                    *a[t].s.get_unchecked(bb),
+                );
+            }
         }
-        sum
+        sums
     }
 }
 
-/// Q8_0 row · quantized activations, two blocks per `vpdpbusd` (`|w| · (±x)`).
+/// Q8_0 row · `T` quantized activation rows, four blocks per step (`|w| · (±x)` through
+/// `vpdpbusd`); bit-identical per activation row whatever `T`.
 ///
 /// # Safety
-/// As [`dot_q8_0_avx2`].
+/// As [`dot_q8_0_avx2`], for every activation row.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q8_0_avx512(row: &[u8], a: Q8View<'_>) -> f32 {
-    let nb = a.d.len();
+unsafe fn dot_q8_0_avx512<const T: usize>(row: &[u8], a: &[Q8View<'_>; T]) -> [f32; T] {
+    let nb = a[0].d.len();
     let rp = row.as_ptr();
-    let xp = a.qs.as_ptr();
     let zero = _mm512_setzero_si512();
-    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
     let mut b = 0;
     // SAFETY: every block index touched is `< nb`; see the caller's length contract.
     unsafe {
-        while b + 2 <= nb {
-            let p0 = rp.add(b * 34);
-            let p1 = p0.add(34);
-            let d0 = f16_at(p0);
-            let d1 = f16_at(p1);
-            let w = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_loadu_si256(p0.add(2).cast())),
-                _mm256_loadu_si256(p1.add(2).cast()),
-            );
-            let x = _mm512_loadu_si512(xp.add(b * BLOCK).cast());
-            let aw = _mm512_abs_epi8(w);
-            let sx = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), zero, x);
-            let dot = _mm512_dpbusd_epi32(zero, aw, sx);
-            let scale = two_scales(d0 * *a.d.get_unchecked(b), d1 * *a.d.get_unchecked(b + 1));
-            let k = (b / 2) & 1;
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[k]);
-            b += 2;
-        }
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-        if b < nb {
+        while b + 4 <= nb {
             let p = rp.add(b * 34);
-            let w = _mm256_loadu_si256(p.add(2).cast());
-            let x = _mm256_loadu_si256(xp.add(b * BLOCK).cast());
-            let dot = dot_u8i8_256(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-            sum += hsum256(dot) * f16_at(p) * *a.d.get_unchecked(b);
+            let dw = f16x4_strided(p, 34);
+            let pair = |q: *const u8| {
+                _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(q.add(2).cast())),
+                    _mm256_loadu_si256(q.add(36).cast()),
+                )
+            };
+            let w01 = pair(p);
+            let w23 = pair(p.add(68));
+            let (aw01, aw23) = (_mm512_abs_epi8(w01), _mm512_abs_epi8(w23));
+            let (n01, n23) = (_mm512_movepi8_mask(w01), _mm512_movepi8_mask(w23));
+            for t in 0..T {
+                let at = &a[t];
+                let xp = at.qs.as_ptr().add(b * BLOCK);
+                let (s01, s23) = spread4(_mm_mul_ps(dw, _mm_loadu_ps(at.d.as_ptr().add(b))));
+                let x01 = _mm512_loadu_si512(xp.cast());
+                let x23 = _mm512_loadu_si512(xp.add(64).cast());
+                let dot01 =
+                    _mm512_dpbusd_epi32(zero, aw01, _mm512_mask_sub_epi8(x01, n01, zero, x01));
+                let dot23 =
+                    _mm512_dpbusd_epi32(zero, aw23, _mm512_mask_sub_epi8(x23, n23, zero, x23));
+                acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), s01, acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), s23, acc[t][1]);
+            }
+            b += 4;
         }
-        sum
+        let mut sums = [0.0f32; T];
+        for t in 0..T {
+            sums[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+            for bb in b..nb {
+                let p = rp.add(bb * 34);
+                let w = _mm256_loadu_si256(p.add(2).cast());
+                let x = _mm256_loadu_si256(a[t].qs.as_ptr().add(bb * BLOCK).cast());
+                let dot = dot_u8i8_256(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+                sums[t] += hsum256(dot) * f16_at(p) * *a[t].d.get_unchecked(bb);
+            }
+        }
+        sums
     }
 }
 
@@ -464,15 +568,19 @@ pub(super) unsafe fn rows_avx512(
                 ));
             }
             (WeightFormat::Q4_0, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<18, 2, false>(
-                    r, a
-                ));
+                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<18, 2, false, 1>(
+                    r,
+                    &[a]
+                )[0]);
             }
             (WeightFormat::Q4_1, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<20, 4, true>(r, a));
+                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<20, 4, true, 1>(
+                    r,
+                    &[a]
+                )[0]);
             }
             (WeightFormat::Q8_0, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q8_0_avx512(r, a));
+                each_row!(rows, row_bytes, out, |r| dot_q8_0_avx512::<1>(r, &[a])[0]);
             }
             _ => unreachable!("format {format} with the wrong activation kind"),
         }
@@ -481,122 +589,6 @@ pub(super) unsafe fn rows_avx512(
 
 /// Activation rows per tile of the batched AVX-512 kernels.
 pub(super) const TILE: usize = 4;
-
-/// Q4_0 / Q4_1 row · [`TILE`] quantized activation rows: each weight block is loaded, unpacked and
-/// scaled once and used for every activation row. Per activation row the operations (and their order)
-/// are exactly those of [`dot_q4_avx512`], so the results are bit-identical to it.
-///
-/// # Safety
-/// As [`dot_q4_avx2`], for every activation row.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q4_avx512_tile<const BB: usize, const QS: usize, const MIN: bool>(
-    row: &[u8],
-    a: &[Q8View<'_>; TILE],
-) -> [f32; TILE] {
-    let nb = a[0].d.len();
-    let rp = row.as_ptr();
-    let mask = _mm512_set1_epi8(0x0F);
-    let shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
-    let mut acc = [[_mm512_setzero_ps(); 2]; TILE];
-    let mut offset = [0.0f32; TILE];
-    let mut b = 0;
-    // SAFETY: every block index touched is `< nb`; see the caller's length contract.
-    unsafe {
-        while b + 2 <= nb {
-            let p0 = rp.add(b * BB);
-            let p1 = p0.add(BB);
-            let d0 = f16_at(p0);
-            let d1 = f16_at(p1);
-            let (c0, c1) = if MIN {
-                (f16_at(p0.add(2)), f16_at(p1.add(2)))
-            } else {
-                (-8.0 * d0, -8.0 * d1)
-            };
-            let q0 = _mm_loadu_si128(p0.add(QS).cast());
-            let q1 = _mm_loadu_si128(p1.add(QS).cast());
-            let v = _mm512_castsi256_si512(_mm256_set_m128i(q1, q0));
-            let v = _mm512_shuffle_i64x2::<0x50>(v, v);
-            let w = _mm512_and_si512(_mm512_srlv_epi64(v, shifts), mask);
-            let k = (b / 2) & 1;
-            for t in 0..TILE {
-                let at = &a[t];
-                let x = _mm512_loadu_si512(at.qs.as_ptr().add(b * BLOCK).cast());
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
-                let scale =
-                    two_scales(d0 * *at.d.get_unchecked(b), d1 * *at.d.get_unchecked(b + 1));
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t][k]);
-                offset[t] += c0 * *at.s.get_unchecked(b) + c1 * *at.s.get_unchecked(b + 1);
-            }
-            b += 2;
-        }
-        let mut sums = [0.0f32; TILE];
-        for t in 0..TILE {
-            sums[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + offset[t];
-            if b < nb {
-                sums[t] += q4_block_256::<QS, MIN>(
-                    rp.add(b * BB),
-                    a[t].qs.as_ptr().add(b * BLOCK),
-                    *a[t].d.get_unchecked(b),
-                    *a[t].s.get_unchecked(b),
-                );
-            }
-        }
-        sums
-    }
-}
-
-/// Q8_0 row · [`TILE`] quantized activation rows; bit-identical per row to [`dot_q8_0_avx512`].
-///
-/// # Safety
-/// As [`dot_q8_0_avx2`], for every activation row.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q8_0_avx512_tile(row: &[u8], a: &[Q8View<'_>; TILE]) -> [f32; TILE] {
-    let nb = a[0].d.len();
-    let rp = row.as_ptr();
-    let zero = _mm512_setzero_si512();
-    let mut acc = [[_mm512_setzero_ps(); 2]; TILE];
-    let mut b = 0;
-    // SAFETY: every block index touched is `< nb`; see the caller's length contract.
-    unsafe {
-        while b + 2 <= nb {
-            let p0 = rp.add(b * 34);
-            let p1 = p0.add(34);
-            let d0 = f16_at(p0);
-            let d1 = f16_at(p1);
-            let w = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_loadu_si256(p0.add(2).cast())),
-                _mm256_loadu_si256(p1.add(2).cast()),
-            );
-            let aw = _mm512_abs_epi8(w);
-            let neg = _mm512_movepi8_mask(w);
-            let k = (b / 2) & 1;
-            for t in 0..TILE {
-                let at = &a[t];
-                let x = _mm512_loadu_si512(at.qs.as_ptr().add(b * BLOCK).cast());
-                let sx = _mm512_mask_sub_epi8(x, neg, zero, x);
-                let dot = _mm512_dpbusd_epi32(zero, aw, sx);
-                let scale =
-                    two_scales(d0 * *at.d.get_unchecked(b), d1 * *at.d.get_unchecked(b + 1));
-                acc[t][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[t][k]);
-            }
-            b += 2;
-        }
-        let mut sums = [0.0f32; TILE];
-        for t in 0..TILE {
-            sums[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
-            if b < nb {
-                let p = rp.add(b * 34);
-                let w = _mm256_loadu_si256(p.add(2).cast());
-                let x = _mm256_loadu_si256(a[t].qs.as_ptr().add(b * BLOCK).cast());
-                let dot = dot_u8i8_256(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-                sums[t] += hsum256(dot) * f16_at(p) * *a[t].d.get_unchecked(b);
-            }
-        }
-        sums
-    }
-}
 
 /// `out[t][i] = row_i · acts[t]` for the block formats on AVX-512, [`TILE`] activation rows at once.
 ///
@@ -620,9 +612,9 @@ pub(super) unsafe fn rows_avx512_tile(
         // guarantees the CPU features.
         let sums = unsafe {
             match format {
-                WeightFormat::Q4_0 => dot_q4_avx512_tile::<18, 2, false>(row, acts),
-                WeightFormat::Q4_1 => dot_q4_avx512_tile::<20, 4, true>(row, acts),
-                WeightFormat::Q8_0 => dot_q8_0_avx512_tile(row, acts),
+                WeightFormat::Q4_0 => dot_q4_avx512::<18, 2, false, TILE>(row, acts),
+                WeightFormat::Q4_1 => dot_q4_avx512::<20, 4, true, TILE>(row, acts),
+                WeightFormat::Q8_0 => dot_q8_0_avx512::<TILE>(row, acts),
                 _ => unreachable!("{format} is not a block format"),
             }
         };
