@@ -15,8 +15,8 @@ fn main() -> Result<()> {
     let question = args
         .next()
         .unwrap_or_else(|| "What is the capital of France?".to_string());
-    let device = kiln::backend::device("cpu")?;
-    let model = kiln::llama::LlamaGenerator::open(&model_path, &device)?;
+    let model =
+        kiln::llama::LlamaGenerator::load(&model_path, &kiln::llama::LoadOptions::default())?;
     let request = GenerationRequest::chat(vec![ChatMessage::user(question)])
         .with_sampling(SamplingParams::greedy())
         .with_max_tokens(128);

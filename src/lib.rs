@@ -19,9 +19,9 @@
 //! use std::sync::Arc;
 //! use kiln::core::{ChatMessage, GenerationRequest, SamplingParams, TextGenerator};
 //!
-//! let device = kiln::backend::device("cpu")?;
+//! let options = kiln::llama::LoadOptions::default(); // cpu device, auto engine
 //! let model: Arc<dyn TextGenerator> =
-//!     Arc::new(kiln::llama::LlamaGenerator::open("SmolLM2-135M-Instruct.Q4_1.gguf", &device)?);
+//!     Arc::new(kiln::llama::LlamaGenerator::load("SmolLM2-135M-Instruct.Q4_1.gguf", &options)?);
 //! let answer = model.generate(
 //!     &GenerationRequest::chat(vec![ChatMessage::user("What is the capital of France?")])
 //!         .with_sampling(SamplingParams::greedy()),

@@ -52,7 +52,9 @@ fn is_gguf(path: &Path) -> bool {
 }
 
 impl LlamaGenerator {
-    /// Opens a Hugging Face directory or a `.gguf` file.
+    /// Opens a Hugging Face directory or a `.gguf` file on the burn engine and the given device
+    /// (weights dequantized to f32). [`LlamaGenerator::load`] chooses the engine, and on the CPU defaults
+    /// to Kiln's kernels on the stored quantized weights.
     ///
     /// # Errors
     /// Errors naming the file and the problem: missing files, malformed formats, missing or

@@ -10,8 +10,9 @@
 //!
 //! ```no_run
 //! use kiln_core::{ChatMessage, GenerationRequest, SamplingParams, TextGenerator};
-//! let device = kiln_backend::device("cpu")?;
-//! let model = kiln_llama::LlamaGenerator::open("SmolLM2-135M-Instruct.Q4_1.gguf", &device)?;
+//! // The default options: the CPU, with Kiln's kernels on the stored quantized weights.
+//! let options = kiln_llama::LoadOptions::default();
+//! let model = kiln_llama::LlamaGenerator::load("SmolLM2-135M-Instruct.Q4_1.gguf", &options)?;
 //! let out = model.generate(
 //!     &GenerationRequest::chat(vec![ChatMessage::user("What is the capital of France?")])
 //!         .with_sampling(SamplingParams::greedy())
