@@ -11,7 +11,6 @@ use kiln_core::{
     Usage,
 };
 
-use crate::chat_template::ChatTemplate;
 use crate::config::LlamaConfig;
 use crate::cpu::CpuLlama;
 use crate::engine::{Engine, EngineKind, LoadOptions, ModelCache, Target};
@@ -22,6 +21,7 @@ use crate::sampling::{Sampler, log_softmax};
 use crate::special::SpecialTokens;
 use crate::stop::StopMatcher;
 use crate::{Error, Result};
+use kiln_prompt::ChatTemplate;
 
 /// A Llama-family model ready to generate: weights, tokenizer, special tokens, chat template.
 pub struct LlamaGenerator {
@@ -39,6 +39,11 @@ impl std::fmt::Debug for LlamaGenerator {
             .field("config", self.engine.config())
             .finish()
     }
+}
+
+/// Compiles a checkpoint's chat template with kiln-prompt (transformers' Jinja environment).
+fn compile_template(source: &str) -> Result<ChatTemplate> {
+    ChatTemplate::new(source).map_err(|e| Error::ChatTemplate(e.to_string()))
 }
 
 /// Whether `path` starts with the GGUF magic.
@@ -118,7 +123,7 @@ impl LlamaGenerator {
             .special
             .chat_template
             .as_deref()
-            .map(ChatTemplate::new)
+            .map(compile_template)
             .transpose()?;
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
@@ -141,7 +146,7 @@ impl LlamaGenerator {
         let chat_template = info
             .chat_template
             .as_deref()
-            .map(ChatTemplate::new)
+            .map(compile_template)
             .transpose()?;
         let name = file
             .opt_str("general.name")?
@@ -274,12 +279,18 @@ impl LlamaGenerator {
         let t = self.chat_template.as_ref().ok_or_else(|| {
             Error::ChatTemplate(format!("model `{}` ships no chat template", self.name))
         })?;
-        t.render(
+        if messages.iter().any(ChatMessage::has_images) {
+            return Err(Error::Invalid(
+                "this model takes text only; a message has an image part".into(),
+            ));
+        }
+        t.render_chat(
             messages,
             add_generation_prompt,
             self.special.bos_token.as_deref(),
             self.special.eos_token.as_deref(),
         )
+        .map_err(|e| Error::ChatTemplate(e.to_string()))
     }
 
     /// Log-probabilities of a sequence under the model: `out[i] = log p(ids[i+1] | ids[..=i])`.

@@ -23,7 +23,6 @@
 //! ```
 
 mod cache;
-mod chat_template;
 pub mod config;
 pub mod cpu;
 mod engine;
@@ -37,11 +36,11 @@ mod special;
 mod stop;
 
 pub use cache::KvCache;
-pub use chat_template::ChatTemplate;
 pub use config::{LlamaConfig, RopeScaling};
 pub use engine::{EngineKind, LoadOptions, ModelCache};
 pub use error::{Error, Result};
 pub use generate::{LlamaGenerator, perplexity};
+pub use kiln_prompt::ChatTemplate;
 pub use model::Llama;
 pub use special::SpecialTokens;
 pub use stop::StopMatcher;
