@@ -218,52 +218,40 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QuantMatrix> {
-        let (gname, heads) =
-            gguf_name(name, self.n_heads, self.n_kv_heads).ok_or_else(|| Error::MissingTensor {
-                path: self.path(),
-                name: name.to_string(),
-            })?;
-        let info = self
-            .file
-            .tensor_info(&gname)
-            .ok_or_else(|| Error::MissingTensor {
-                path: self.path(),
-                name: gname.clone(),
-            })?;
+        let (gname, info, heads) = self.locate(name, &[rows, cols])?;
         let format = WeightFormat::from_ggml_type(info.ggml_type.id());
         let (Some(format), Some(row_bytes)) = (format, format.and_then(|f| f.row_bytes(cols)))
         else {
             // A type the kernels do not take (K-quants, ...): dequantize once to f32.
             return super::f32_matrix(&self.tensor(name, &[rows, cols])?, rows, cols);
         };
-        let found = info.shape();
-        if found != [rows, cols] {
-            return Err(Error::TensorShape {
-                path: self.path(),
-                name: gname,
-                expected: vec![rows, cols],
-                found,
-            });
-        }
         let bytes = self.file.tensor_bytes(&gname)?;
         let bytes = match heads {
-            Some(n) if n > 0 && rows.is_multiple_of(n) && (rows / n).is_multiple_of(2) => {
-                unpermute_rows(bytes, rows, row_bytes, n)
-            }
-            Some(n) => {
-                return Err(Error::Gguf {
-                    path: self.path(),
-                    message: format!(
-                        "tensor `{gname}` cannot be split into {n} heads of even width"
-                    ),
-                });
-            }
+            Some(n) => unpermute_rows(bytes, rows, row_bytes, n),
             None => bytes.to_vec(),
         };
         Ok(QuantMatrix::new(format, rows, cols, bytes)?)
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let (gname, _, heads) = self.locate(name, shape)?;
+        let data = self.file.dequantize(&gname)?;
+        match (heads, shape) {
+            (Some(n), [rows, cols]) => Ok(unpermute_rows(&data, *rows, *cols, n)),
+            _ => Ok(data),
+        }
+    }
+}
+
+impl GgufWeights<'_> {
+    /// Finds the GGUF tensor behind a Hugging Face name, checks its shape, and returns its name,
+    /// info and, for q/k, the number of heads whose row permutation must be undone (checked to divide
+    /// the rows into heads of even width).
+    fn locate(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<(String, &crate::gguf::GgufTensorInfo, Option<usize>)> {
         let (gname, heads) =
             gguf_name(name, self.n_heads, self.n_kv_heads).ok_or_else(|| Error::MissingTensor {
                 path: self.path(),
@@ -285,19 +273,22 @@ impl WeightSource for GgufWeights<'_> {
                 found,
             });
         }
-        let data = self.file.dequantize(&gname)?;
-        match (heads, shape) {
-            (Some(n), [rows, cols]) if n > 0 && rows % n == 0 && (rows / n) % 2 == 0 => {
-                Ok(unpermute_rows(&data, *rows, *cols, n))
+        if let Some(n) = heads {
+            let rows = shape.first().copied().unwrap_or(0);
+            if shape.len() != 2
+                || n == 0
+                || !rows.is_multiple_of(n)
+                || !(rows / n).is_multiple_of(2)
+            {
+                return Err(Error::Gguf {
+                    path: self.path(),
+                    message: format!(
+                        "tensor `{gname}` of shape {shape:?} cannot be split into {n} heads of even width"
+                    ),
+                });
             }
-            (Some(n), _) => Err(Error::Gguf {
-                path: self.path(),
-                message: format!(
-                    "tensor `{gname}` of shape {shape:?} cannot be split into {n} heads of even width"
-                ),
-            }),
-            _ => Ok(data),
         }
+        Ok((gname, info, heads))
     }
 }
 
