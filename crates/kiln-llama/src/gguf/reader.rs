@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use memmap2::Mmap;
 
 use super::types::GgmlType;
@@ -99,7 +102,7 @@ impl GgufTensorInfo {
 /// memory map, the file must not be modified while it is open.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     version: u32,
     metadata: BTreeMap<String, GgufValue>,
     tensors: Vec<GgufTensorInfo>,
@@ -147,7 +150,7 @@ impl GgufFile {
         let header = parse(path, &mmap)?;
         Ok(GgufFile {
             path: path.to_path_buf(),
-            mmap,
+            mmap: Arc::new(mmap),
             version: header.version,
             metadata: header.metadata,
             index: header
@@ -287,6 +290,17 @@ impl GgufFile {
             path: self.path.display().to_string(),
             name: name.to_owned(),
         })
+    }
+
+    /// The shared memory map and the byte range of tensor `name` in it, so that a tensor can be used
+    /// in place (no copy) for as long as the caller keeps the map alive.
+    ///
+    /// # Errors
+    /// [`Error::MissingTensor`], or a range outside the file.
+    pub fn tensor_range(&self, name: &str) -> Result<(Arc<Mmap>, Range<usize>)> {
+        let bytes = self.tensor_bytes(name)?;
+        let start = bytes.as_ptr() as usize - self.mmap.as_ptr() as usize;
+        Ok((Arc::clone(&self.mmap), start..start + bytes.len()))
     }
 
     /// The raw bytes of tensor `name`, borrowed from the mapping. [`Error::MissingTensor`] when

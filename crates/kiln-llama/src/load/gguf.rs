@@ -225,12 +225,17 @@ impl WeightSource for GgufWeights<'_> {
             // A type the kernels do not take (K-quants, ...): dequantize once to f32.
             return super::f32_matrix(&self.tensor(name, &[rows, cols])?, rows, cols);
         };
-        let bytes = self.file.tensor_bytes(&gname)?;
-        let bytes = match heads {
-            Some(n) => unpermute_rows(bytes, rows, row_bytes, n),
-            None => bytes.to_vec(),
-        };
-        Ok(QuantMatrix::new(format, rows, cols, bytes)?)
+        match heads {
+            Some(n) => {
+                let bytes = unpermute_rows(self.file.tensor_bytes(&gname)?, rows, row_bytes, n);
+                Ok(QuantMatrix::new(format, rows, cols, bytes)?)
+            }
+            // In place in the memory map: no copy, pages shared with the file cache.
+            None => {
+                let (map, range) = self.file.tensor_range(&gname)?;
+                Ok(QuantMatrix::from_shared(format, rows, cols, map, range)?)
+            }
+        }
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
