@@ -12,18 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kiln::llama::{EngineKind, LlamaGenerator, LoadOptions};
 
 fn asset() -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln")
-        });
-    let p = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-assets.sh first",
-        p.display()
-    );
-    p
+    kiln::llama::assets::asset(kiln::llama::assets::SMOLLM2_GGUF).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn bench(c: &mut Criterion) {

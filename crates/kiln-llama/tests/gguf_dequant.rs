@@ -77,20 +77,8 @@ fn synthetic_blocks_match_gguf_py() {
 
 #[test]
 fn smollm2_tensors_match_gguf_py() {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var_os("HOME").expect("HOME is not set; set KILN_CACHE"),
-            )
-            .join(".cache/kiln")
-        });
-    let path = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "missing test asset {}: run scripts/fetch-assets.sh",
-        path.display()
-    );
+    let path = kiln_llama::assets::asset(kiln_llama::assets::SMOLLM2_GGUF)
+        .unwrap_or_else(|e| panic!("{e}"));
     let f = GgufFile::open(&path).unwrap();
     for (name, ty, shape, expected) in [
         (

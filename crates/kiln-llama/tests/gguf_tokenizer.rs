@@ -10,20 +10,7 @@ use kiln_llama::gguf::{GgufFile, GgufTokenizerInfo, tokenizer_from_gguf};
 use tokenizers::Tokenizer;
 
 fn asset(rel: &str) -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is not set; set KILN_CACHE"))
-                .join(".cache/kiln")
-        });
-    let path = cache.join("assets").join(rel);
-    assert!(
-        path.is_file(),
-        "missing test asset {}: run scripts/fetch-assets.sh (it downloads the llama.cpp vocab test files and \
-         SmolLM2 into $KILN_CACHE/assets)",
-        path.display()
-    );
-    path
+    kiln_llama::assets::asset(rel).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `(input, expected ids)` pairs of a llama.cpp vocab test, read the way

@@ -15,18 +15,7 @@ use serde_json::Value;
 const LOGPROB_TOLERANCE: f32 = 5e-4;
 
 fn asset() -> PathBuf {
-    let cache = std::env::var_os("KILN_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kiln")
-        });
-    let p = cache.join("assets/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-assets.sh first",
-        p.display()
-    );
-    p
+    kiln_llama::assets::asset(kiln_llama::assets::SMOLLM2_GGUF).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn reference() -> Value {
@@ -143,8 +132,8 @@ fn cpu_engine_on_quantized_blocks_matches_transformers() {
     let model = LlamaGenerator::load(asset(), &options).unwrap();
     assert!(model.cpu_model().is_some());
     let r = reference();
-    let ids = ids(&r["ids"]);
-    let got = model.score_ids(&ids).unwrap();
+    let text_ids = ids(&r["ids"]);
+    let got = model.score_ids(&text_ids).unwrap();
     let want: Vec<f32> = r["logprobs"]
         .as_array()
         .unwrap()
@@ -163,14 +152,10 @@ fn cpu_engine_on_quantized_blocks_matches_transformers() {
     let g = &r["greedy_chat"];
     let out = model
         .generate(
-            &GenerationRequest::new(Prompt::Tokens(ids_of(&g["prompt_ids"])))
+            &GenerationRequest::new(Prompt::Tokens(ids(&g["prompt_ids"])))
                 .with_sampling(SamplingParams::greedy())
                 .with_max_tokens(24),
         )
         .unwrap();
     assert!(out.text.contains("Paris"), "{}", out.text);
-}
-
-fn ids_of(v: &Value) -> Vec<u32> {
-    ids(v)
 }
