@@ -142,6 +142,25 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     /// Report the log-probability of each chosen token and of this many alternatives (`None`: none).
     pub logprobs: Option<usize>,
+    /// LoRA adapters (registered with the generator by name) applied to this request only, each
+    /// with a weight; empty: the base model.
+    #[serde(default)]
+    pub adapters: Vec<AdapterChoice>,
+}
+
+/// An adapter chosen for one request, by the name it was registered under, with a weight
+/// (`1.0` applies it as trained).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterChoice {
+    /// The registered name.
+    pub name: String,
+    /// The factor its update is multiplied by.
+    #[serde(default = "one")]
+    pub weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl GenerationRequest {
@@ -164,6 +183,7 @@ impl GenerationRequest {
             stop: StopConditions::default(),
             max_tokens: 256,
             logprobs: None,
+            adapters: Vec::new(),
         }
     }
     /// Sets the sampling parameters.
@@ -182,6 +202,15 @@ impl GenerationRequest {
     #[must_use]
     pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
         self.max_tokens = max_tokens;
+        self
+    }
+    /// Adds a LoRA adapter (by registered name) with a weight.
+    #[must_use]
+    pub fn with_adapter(mut self, name: impl Into<String>, weight: f32) -> Self {
+        self.adapters.push(AdapterChoice {
+            name: name.into(),
+            weight,
+        });
         self
     }
     /// Asks for log-probabilities with `top` alternatives per token.

@@ -35,8 +35,8 @@ pub use chat::{ChatMessage, ContentPart, ImageSource, Role};
 pub use embed::{Embedder, Embedding, EmbeddingInput};
 pub use error::{Error, Result};
 pub use generate::{
-    CancelToken, FinishReason, GenerationOutput, GenerationRequest, Prompt, SamplingParams,
-    StopConditions, StreamEvent, TextGenerator, Timings, TokenLogprob, Usage,
+    AdapterChoice, CancelToken, FinishReason, GenerationOutput, GenerationRequest, Prompt,
+    SamplingParams, StopConditions, StreamEvent, TextGenerator, Timings, TokenLogprob, Usage,
 };
 pub use tokenizer::{HfTokenizer, Tokenizer};
 pub use tool::Tool;

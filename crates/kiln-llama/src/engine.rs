@@ -6,6 +6,7 @@ use kiln_backend::{Device, DeviceSpec};
 
 use crate::cpu::{CpuCache, CpuLlama};
 use crate::load::WeightSource;
+use crate::lora::AdapterMix;
 use crate::{Error, KvCache, Llama, LlamaConfig, Result};
 
 /// Which implementation runs the model.
@@ -111,6 +112,14 @@ impl Engine {
         }
     }
 
+    /// The burn device, when burn runs the model.
+    pub(crate) fn burn_device(&self) -> Option<&Device> {
+        match self {
+            Engine::Burn(m) => Some(m.device()),
+            Engine::Cpu(_) => None,
+        }
+    }
+
     pub(crate) fn new_cache(&self) -> EngineCache {
         match self {
             Engine::Burn(m) => EngineCache::Burn(m.new_cache()),
@@ -119,24 +128,29 @@ impl Engine {
     }
 
     /// Logits of the last new position, `[vocab]`.
-    pub(crate) fn last_logits(&self, ids: &[u32], cache: &mut EngineCache) -> Result<Vec<f32>> {
+    pub(crate) fn last_logits(
+        &self,
+        ids: &[u32],
+        cache: &mut EngineCache,
+        mix: &AdapterMix,
+    ) -> Result<Vec<f32>> {
         match (self, cache) {
             (Engine::Burn(m), EngineCache::Burn(c)) => {
-                read(m.forward_last(m.ids_tensor(ids, 1), c)?)
+                read(m.forward_last_with(m.ids_tensor(ids, 1), c, mix)?)
             }
-            (Engine::Cpu(m), EngineCache::Cpu(c)) => m.forward(ids, c, false),
+            (Engine::Cpu(m), EngineCache::Cpu(c)) => m.forward_with(ids, c, false, mix),
             _ => Err(Error::Invalid("cache of another engine".into())),
         }
     }
 
     /// Logits of every position of `ids` from an empty cache, `[ids.len() * vocab]`.
-    pub(crate) fn all_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+    pub(crate) fn all_logits(&self, ids: &[u32], mix: &AdapterMix) -> Result<Vec<f32>> {
         match self {
             Engine::Burn(m) => {
                 let mut c = m.new_cache();
-                read(m.forward(m.ids_tensor(ids, 1), &mut c)?)
+                read(m.forward_with(m.ids_tensor(ids, 1), &mut c, mix)?)
             }
-            Engine::Cpu(m) => m.forward(ids, &mut m.cache_with_capacity(ids.len()), true),
+            Engine::Cpu(m) => m.forward_with(ids, &mut m.cache_with_capacity(ids.len()), true, mix),
         }
     }
 }

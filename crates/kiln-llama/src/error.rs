@@ -13,6 +13,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A LoRA adapter could not be read or does not fit the model.
+    #[error(transparent)]
+    Lora(#[from] kiln_lora::Error),
     /// A GGUF file is malformed (bad magic, truncated, inconsistent offsets, ...).
     #[error("{path}: invalid GGUF: {message}")]
     Gguf {

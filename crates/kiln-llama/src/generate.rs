@@ -1,14 +1,16 @@
 //! [`LlamaGenerator`]: a loaded model with its tokenizer and chat template, implementing kiln-core's
 //! [`TextGenerator`], plus scoring (log-probabilities and perplexity).
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use kiln_backend::Device;
 use kiln_core::{
-    CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest, HfTokenizer,
-    IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob, Tokenizer,
-    Usage,
+    AdapterChoice, CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest,
+    HfTokenizer, IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob,
+    Tokenizer, Usage,
 };
 
 use crate::config::LlamaConfig;
@@ -16,11 +18,13 @@ use crate::cpu::CpuLlama;
 use crate::engine::{Engine, EngineKind, LoadOptions, ModelCache, Target};
 use crate::gguf::{GgufFile, tokenizer_from_gguf};
 use crate::load::{GgufWeights, HfDirectory, config_from_gguf};
+use crate::lora::{AdapterMix, LlamaAdapter};
 use crate::model::Llama;
 use crate::sampling::{Sampler, log_softmax};
 use crate::special::SpecialTokens;
 use crate::stop::StopMatcher;
 use crate::{Error, Result};
+use kiln_lora::LoraAdapter;
 use kiln_prompt::ChatTemplate;
 
 /// A Llama-family model ready to generate: weights, tokenizer, special tokens, chat template.
@@ -30,6 +34,7 @@ pub struct LlamaGenerator {
     tokenizer: HfTokenizer,
     special: SpecialTokens,
     chat_template: Option<ChatTemplate>,
+    adapters: RwLock<BTreeMap<String, Arc<LlamaAdapter>>>,
 }
 
 impl std::fmt::Debug for LlamaGenerator {
@@ -135,6 +140,7 @@ impl LlamaGenerator {
             tokenizer: hf.tokenizer,
             special: hf.special,
             chat_template,
+            adapters: RwLock::default(),
         })
     }
 
@@ -168,6 +174,7 @@ impl LlamaGenerator {
             tokenizer: HfTokenizer::new(tok),
             special,
             chat_template,
+            adapters: RwLock::default(),
         })
     }
 
@@ -200,8 +207,22 @@ impl LlamaGenerator {
     /// # Errors
     /// Ids outside the vocabulary or a context overflow.
     pub fn forward_last(&self, ids: &[u32], cache: &mut ModelCache) -> Result<Vec<f32>> {
+        self.forward_last_with(ids, cache, &AdapterMix::none())
+    }
+
+    /// [`LlamaGenerator::forward_last`] with LoRA adapters (see [`LlamaGenerator::mix`]). A cache
+    /// filled under one mix must not be continued under another.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::forward_last`].
+    pub fn forward_last_with(
+        &self,
+        ids: &[u32],
+        cache: &mut ModelCache,
+        mix: &AdapterMix,
+    ) -> Result<Vec<f32>> {
         self.check_ids(ids)?;
-        self.engine.last_logits(ids, &mut cache.0)
+        self.engine.last_logits(ids, &mut cache.0, mix)
     }
 
     /// Logits of every position of `ids` from an empty cache (`[ids.len() * vocab]`).
@@ -209,8 +230,89 @@ impl LlamaGenerator {
     /// # Errors
     /// Ids outside the vocabulary or a context overflow.
     pub fn forward_all(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.forward_all_with(ids, &AdapterMix::none())
+    }
+
+    /// [`LlamaGenerator::forward_all`] with LoRA adapters.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::forward_all`].
+    pub fn forward_all_with(&self, ids: &[u32], mix: &AdapterMix) -> Result<Vec<f32>> {
         self.check_ids(ids)?;
-        self.engine.all_logits(ids)
+        self.engine.all_logits(ids, mix)
+    }
+
+    /// Registers a LoRA adapter under its name (replacing one of the same name), after checking
+    /// it fits this model. The base weights are shared by every adapter; requests choose
+    /// adapters by name.
+    ///
+    /// # Errors
+    /// [`Error::Lora`] naming the module that does not fit.
+    pub fn add_adapter(&self, adapter: LoraAdapter) -> Result<()> {
+        let name = adapter.name.clone();
+        let prepared =
+            LlamaAdapter::new(Arc::new(adapter), self.config(), self.engine.burn_device())?;
+        self.adapters
+            .write()
+            .map_err(|_| Error::Invalid("adapter registry poisoned".into()))?
+            .insert(name, Arc::new(prepared));
+        Ok(())
+    }
+
+    /// Loads a PEFT adapter directory and registers it under `name`.
+    ///
+    /// # Errors
+    /// As [`LoraAdapter::load`] and [`LlamaGenerator::add_adapter`].
+    pub fn load_adapter(&self, name: &str, dir: impl AsRef<Path>) -> Result<()> {
+        let mut adapter = LoraAdapter::load(dir)?;
+        adapter.name = name.to_string();
+        self.add_adapter(adapter)
+    }
+
+    /// Unregisters an adapter; returns whether it was there.
+    pub fn remove_adapter(&self, name: &str) -> bool {
+        self.adapters
+            .write()
+            .map(|mut m| m.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Names of the registered adapters.
+    #[must_use]
+    pub fn adapter_names(&self) -> Vec<String> {
+        self.adapters
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The registered adapters `choices` name, with their weights.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a name that is not registered, or a non-finite weight.
+    pub fn mix(&self, choices: &[AdapterChoice]) -> Result<AdapterMix> {
+        let map = self
+            .adapters
+            .read()
+            .map_err(|_| Error::Invalid("adapter registry poisoned".into()))?;
+        let mut out = Vec::with_capacity(choices.len());
+        for c in choices {
+            let a = map.get(&c.name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown adapter `{}` (loaded: {:?})",
+                    c.name,
+                    map.keys().collect::<Vec<_>>()
+                ))
+            })?;
+            if !c.weight.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "adapter `{}`: weight {} is not finite",
+                    c.name, c.weight
+                )));
+            }
+            out.push((Arc::clone(a), c.weight));
+        }
+        Ok(AdapterMix(out))
     }
 
     /// The model configuration.
@@ -298,11 +400,19 @@ impl LlamaGenerator {
     /// # Errors
     /// Fewer than two ids, ids outside the vocabulary, or a sequence longer than the context.
     pub fn score_ids(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.score_ids_with(ids, &AdapterMix::none())
+    }
+
+    /// [`LlamaGenerator::score_ids`] with LoRA adapters.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::score_ids`].
+    pub fn score_ids_with(&self, ids: &[u32], mix: &AdapterMix) -> Result<Vec<f32>> {
         if ids.len() < 2 {
             return Err(Error::Invalid("scoring needs at least two tokens".into()));
         }
         self.check_ids(ids)?;
-        let data = self.engine.all_logits(ids)?;
+        let data = self.engine.all_logits(ids, mix)?;
         let v = self.config().vocab_size;
         Ok((0..ids.len() - 1)
             .map(|i| {
@@ -383,6 +493,7 @@ impl TextGenerator for LlamaGenerator {
         on_event: &mut dyn FnMut(StreamEvent<'_>),
     ) -> kiln_core::Result<GenerationOutput> {
         request.sampling.validate()?;
+        let mix = self.mix(&request.adapters)?;
         let prompt_ids = self.encode_prompt(&request.prompt)?;
         let limit = self.context_length();
         let needed = prompt_ids.len() + request.max_tokens;
@@ -407,7 +518,7 @@ impl TextGenerator for LlamaGenerator {
 
         let t0 = Instant::now();
         let mut logits = if request.max_tokens > 0 {
-            self.engine.last_logits(&prompt_ids, &mut cache)?
+            self.engine.last_logits(&prompt_ids, &mut cache, &mix)?
         } else {
             Vec::new()
         };
@@ -449,7 +560,7 @@ impl TextGenerator for LlamaGenerator {
             if generated.len() >= request.max_tokens {
                 break;
             }
-            logits = self.engine.last_logits(&[id], &mut cache)?;
+            logits = self.engine.last_logits(&[id], &mut cache, &mix)?;
             decode_steps += 1;
         }
         if finish != FinishReason::Stop || !stop.hit() {

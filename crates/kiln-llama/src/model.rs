@@ -12,6 +12,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::cache::KvCache;
 use crate::config::{LlamaConfig, rope_inv_freq};
 use crate::load::WeightSource;
+use crate::lora::{LinearAdapter, NoAdapter, Proj, Site};
 use crate::{Error, Result};
 
 /// A linear projection `y = x W + b` with `W` stored `[in, out]`.
@@ -30,6 +31,15 @@ impl Linear {
     /// - `x`: `[..., in]` -> `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+    }
+
+    /// Applies the projection plus the adapter's update at `site`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, in]` -> `[batch, seq, out]`
+    pub fn forward_at(&self, x: Tensor<3>, site: Site, adapter: &dyn LinearAdapter) -> Tensor<3> {
+        let y = self.forward(x.clone());
+        adapter.adapt(site, &x, y)
     }
 }
 
@@ -135,23 +145,25 @@ impl Attention {
         rope: &Rope,
         layer: usize,
         cache: &mut KvCache,
+        adapter: &dyn LinearAdapter,
     ) -> Tensor<3> {
         let [b, t, _] = x.dims();
         let start = cache.len();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let at = |p| Site::Layer(layer, p);
         let q = self
             .q_proj
-            .forward(x.clone())
+            .forward_at(x.clone(), at(Proj::Q), adapter)
             .reshape([b, t, h, hd])
             .swap_dims(1, 2);
         let k = self
             .k_proj
-            .forward(x.clone())
+            .forward_at(x.clone(), at(Proj::K), adapter)
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2);
         let v = self
             .v_proj
-            .forward(x)
+            .forward_at(x, at(Proj::V), adapter)
             .reshape([b, t, kvh, hd])
             .swap_dims(1, 2);
         let q = rope.apply(q, start);
@@ -183,7 +195,7 @@ impl Attention {
         }
         let probs = softmax(scores, 3);
         let out = probs.matmul(v).swap_dims(1, 2).reshape([b, t, h * hd]);
-        self.o_proj.forward(out)
+        self.o_proj.forward_at(out, at(Proj::O), adapter)
     }
 }
 
@@ -203,9 +215,14 @@ impl Mlp {
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let g = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(g.mul(self.up_proj.forward(x)))
+    pub fn forward(&self, x: Tensor<3>, layer: usize, adapter: &dyn LinearAdapter) -> Tensor<3> {
+        let at = |p| Site::Layer(layer, p);
+        let g = silu(
+            self.gate_proj
+                .forward_at(x.clone(), at(Proj::Gate), adapter),
+        );
+        let u = self.up_proj.forward_at(x, at(Proj::Up), adapter);
+        self.down_proj.forward_at(g.mul(u), at(Proj::Down), adapter)
     }
 }
 
@@ -369,6 +386,22 @@ impl Llama {
     /// # Errors
     /// [`Error::Invalid`] when the cache would overflow the context.
     pub fn hidden_states(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
+        self.hidden_states_with(ids, cache, &NoAdapter)
+    }
+
+    /// [`Llama::hidden_states`] with adapter updates added to the linear maps.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` -> `[batch, seq, hidden]`
+    ///
+    /// # Errors
+    /// As [`Llama::hidden_states`].
+    pub fn hidden_states_with(
+        &self,
+        ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+        adapter: &dyn LinearAdapter,
+    ) -> Result<Tensor<3>> {
         let [b, t] = ids.dims();
         let needed = cache.len() + t;
         let limit = cache.max_len().min(self.config.max_position_embeddings);
@@ -389,11 +422,14 @@ impl Llama {
                 &self.rope,
                 i,
                 cache,
+                adapter,
             );
             x = x.add(h);
-            let h = layer
-                .mlp
-                .forward(layer.post_attention_layernorm.forward(x.clone()));
+            let h = layer.mlp.forward(
+                layer.post_attention_layernorm.forward(x.clone()),
+                i,
+                adapter,
+            );
             x = x.add(h);
         }
         cache.advance(t);
@@ -408,8 +444,24 @@ impl Llama {
     /// # Errors
     /// As [`Llama::hidden_states`].
     pub fn forward(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
-        let h = self.hidden_states(ids, cache)?;
-        Ok(self.lm_head.forward(h))
+        self.forward_with(ids, cache, &NoAdapter)
+    }
+
+    /// [`Llama::forward`] with adapter updates.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` -> `[batch, seq, vocab]`
+    ///
+    /// # Errors
+    /// As [`Llama::hidden_states`].
+    pub fn forward_with(
+        &self,
+        ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+        adapter: &dyn LinearAdapter,
+    ) -> Result<Tensor<3>> {
+        let h = self.hidden_states_with(ids, cache, adapter)?;
+        Ok(self.lm_head.forward_at(h, Site::LmHead, adapter))
     }
 
     /// Logits of the last position only (what generation needs).
@@ -420,10 +472,28 @@ impl Llama {
     /// # Errors
     /// As [`Llama::hidden_states`].
     pub fn forward_last(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<2>> {
-        let h = self.hidden_states(ids, cache)?;
+        self.forward_last_with(ids, cache, &NoAdapter)
+    }
+
+    /// [`Llama::forward_last`] with adapter updates.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` -> `[batch, vocab]`
+    ///
+    /// # Errors
+    /// As [`Llama::hidden_states`].
+    pub fn forward_last_with(
+        &self,
+        ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+        adapter: &dyn LinearAdapter,
+    ) -> Result<Tensor<2>> {
+        let h = self.hidden_states_with(ids, cache, adapter)?;
         let [b, t, d] = h.dims();
-        let last = h.slice([0..b, t - 1..t, 0..d]).reshape([b, d]);
-        Ok(self.lm_head.forward(last))
+        let last = h.slice([0..b, t - 1..t, 0..d]);
+        let logits = self.lm_head.forward_at(last, Site::LmHead, adapter);
+        let v = logits.dims()[2];
+        Ok(logits.reshape([b, v]))
     }
 
     /// Builds an id tensor `[batch, seq]` on the model's device.

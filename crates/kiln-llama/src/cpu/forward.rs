@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::config::{LlamaConfig, rope_inv_freq};
 use crate::load::WeightSource;
+use crate::lora::{AdapterMix, Proj, Site};
 use crate::{Error, Result};
 
 /// One decoder layer's weights.
@@ -133,6 +134,7 @@ struct Work {
     up: Vec<f32>,
     scores: Vec<f32>,
     comb: Vec<f32>,
+    lora: Vec<f32>,
     bufs: Bufs,
 }
 
@@ -289,6 +291,20 @@ impl CpuLlama {
     /// # Errors
     /// Context overflow or ids outside the vocabulary.
     pub fn forward(&self, ids: &[u32], cache: &mut CpuCache, all: bool) -> Result<Vec<f32>> {
+        self.forward_with(ids, cache, all, &AdapterMix::none())
+    }
+
+    /// [`CpuLlama::forward`] with the updates of LoRA adapters added to the linear maps.
+    ///
+    /// # Errors
+    /// As [`CpuLlama::forward`].
+    pub fn forward_with(
+        &self,
+        ids: &[u32],
+        cache: &mut CpuCache,
+        all: bool,
+        mix: &AdapterMix,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let t = ids.len();
         if t == 0 {
@@ -338,6 +354,12 @@ impl CpuLlama {
                 &mut w.comb,
                 &mut w.bufs,
             );
+            if !mix.is_empty() {
+                let at = |p| Site::Layer(l, p);
+                mix.add_cpu(at(Proj::Q), &w.h, t, &mut w.q, &mut w.lora);
+                mix.add_cpu(at(Proj::K), &w.h, t, &mut w.k, &mut w.lora);
+                mix.add_cpu(at(Proj::V), &w.h, t, &mut w.v, &mut w.lora);
+            }
             add_bias(&mut w.q, layer.q_bias.as_ref());
             add_bias(&mut w.k, layer.k_bias.as_ref());
             add_bias(&mut w.v, layer.v_bias.as_ref());
@@ -375,6 +397,7 @@ impl CpuLlama {
                 &mut w.bufs.tmp,
                 &mut w.bufs.scratch,
             );
+            mix.add_cpu(Site::Layer(l, Proj::O), &w.attn, t, &mut w.o, &mut w.lora);
             add_bias(&mut w.o, layer.o_bias.as_ref());
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
 
@@ -386,6 +409,16 @@ impl CpuLlama {
                 &mut w.comb,
                 &mut w.bufs,
             );
+            if !mix.is_empty() {
+                mix.add_cpu(
+                    Site::Layer(l, Proj::Gate),
+                    &w.h,
+                    t,
+                    &mut w.gate,
+                    &mut w.lora,
+                );
+                mix.add_cpu(Site::Layer(l, Proj::Up), &w.h, t, &mut w.up, &mut w.lora);
+            }
             w.gate
                 .iter_mut()
                 .zip(&w.up)
@@ -397,6 +430,13 @@ impl CpuLlama {
                 &mut w.o,
                 &mut w.bufs.tmp,
                 &mut w.bufs.scratch,
+            );
+            mix.add_cpu(
+                Site::Layer(l, Proj::Down),
+                &w.gate,
+                t,
+                &mut w.o,
+                &mut w.lora,
             );
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
         }
@@ -417,6 +457,13 @@ impl CpuLlama {
             &mut logits,
             &mut w.bufs.tmp,
             &mut w.bufs.scratch,
+        );
+        mix.add_cpu(
+            Site::LmHead,
+            &w.h[..rows * d],
+            rows,
+            &mut logits,
+            &mut w.lora,
         );
         Ok(logits)
     }
