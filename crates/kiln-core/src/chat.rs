@@ -77,12 +77,29 @@ pub enum ContentPart {
     },
 }
 
+fn content_parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ContentPart>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<ContentPart>),
+        Null(()),
+    }
+    Ok(match Content::deserialize(d)? {
+        Content::Text(text) => vec![ContentPart::Text { text }],
+        Content::Parts(p) => p,
+        Content::Null(()) => Vec::new(),
+    })
+}
+
 /// A chat message: a role and one or more content parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Who wrote it.
     pub role: Role,
-    /// The content, in order.
+    /// The content, in order. Reads OpenAI's forms too: a plain string, a list of parts, or
+    /// `null`.
+    #[serde(deserialize_with = "content_parts")]
     pub content: Vec<ContentPart>,
     /// Optional author name (OpenAI's `name`, or the tool name for [`Role::Tool`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,5 +172,8 @@ mod tests {
         let json = serde_json::to_string(&m).unwrap();
         let back: ChatMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
+        let plain: ChatMessage = serde_json::from_str(r#"{"role":"user","content":"hi"}"#).unwrap();
+        assert_eq!(plain, ChatMessage::user("hi"));
+        assert!(serde_json::from_str::<ChatMessage>(r#"{"role":"user","content":5}"#).is_err());
     }
 }

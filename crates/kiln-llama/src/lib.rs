@@ -37,6 +37,7 @@ pub mod model;
 pub mod sampling;
 mod special;
 mod stop;
+pub mod train;
 
 pub use cache::KvCache;
 pub use config::{LlamaConfig, RopeScaling};

@@ -21,6 +21,7 @@ mod adapter;
 pub mod config;
 mod error;
 mod io;
+pub mod train;
 
 pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE};
 pub use config::{LoraConfig, ModuleLora, TargetModules};

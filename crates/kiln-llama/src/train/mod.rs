@@ -1,0 +1,119 @@
+//! Training LoRA adapters on a Llama model with burn's autodiff: the causal-LM loss on labelled
+//! tokens, batches, data sets in chat / Alpaca / plain-text JSONL, and the training loop.
+
+mod data;
+mod plot;
+mod trainer;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use kiln_lora::train::StepFactors;
+
+use crate::lora::{LinearAdapter, Site};
+use crate::model::Llama;
+use crate::{Error, Result};
+
+pub use data::{DataFormat, Example, load_examples};
+pub use trainer::{LogEntry, TrainConfig, TrainReport, Trainer};
+
+/// Labels that take no part in the loss (PyTorch's `ignore_index`).
+pub const IGNORE: i64 = -100;
+
+/// A right-padded batch: `ids` and `labels` are `[batch, seq]` row-major; `labels[i]` is the
+/// token expected at position `i` (the loss shifts by one as transformers does), [`IGNORE`] on
+/// prompt and padding positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Labels.
+    pub labels: Vec<i64>,
+    /// Rows.
+    pub batch: usize,
+    /// Columns.
+    pub seq: usize,
+}
+
+impl Batch {
+    /// Pads `examples` on the right with `pad` (labels [`IGNORE`]).
+    #[must_use]
+    pub fn pad(examples: &[&Example], pad: u32) -> Self {
+        let seq = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(examples.len() * seq);
+        let mut labels = Vec::with_capacity(examples.len() * seq);
+        for e in examples {
+            ids.extend(&e.ids);
+            labels.extend(&e.labels);
+            for _ in e.ids.len()..seq {
+                ids.push(pad);
+                labels.push(IGNORE);
+            }
+        }
+        Self {
+            ids,
+            labels,
+            batch: examples.len(),
+            seq,
+        }
+    }
+
+    /// Tokens that count in the loss.
+    #[must_use]
+    pub fn label_tokens(&self) -> usize {
+        (0..self.batch)
+            .flat_map(|b| (1..self.seq).map(move |i| b * self.seq + i))
+            .filter(|&i| self.labels[i] != IGNORE)
+            .count()
+    }
+}
+
+/// Routes the model's linear maps to the tracked factors by PEFT module key.
+struct Tracked<'a>(&'a StepFactors);
+
+impl LinearAdapter for Tracked<'_> {
+    fn adapt(&self, site: Site, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        self.0.apply(&site.key(), x, y)
+    }
+}
+
+/// The summed cross-entropy over the batch's label tokens (after the causal shift) and their
+/// count; the mean loss is `sum / count`. `model` lives on an autodiff device, and `factors` on
+/// the same device.
+///
+/// # Shapes
+/// - returns a `[1]` tensor
+///
+/// # Errors
+/// A batch longer than the context, or with no label token.
+pub fn loss_sum(model: &Llama, factors: &StepFactors, batch: &Batch) -> Result<(Tensor<1>, usize)> {
+    let (b, t) = (batch.batch, batch.seq);
+    if t < 2 {
+        return Err(Error::Invalid(
+            "a training sequence needs at least two tokens".into(),
+        ));
+    }
+    let count = batch.label_tokens();
+    if count == 0 {
+        return Err(Error::Invalid("the batch has no label tokens".into()));
+    }
+    let device = model.device().clone();
+    let ids = model.ids_tensor(&batch.ids, b);
+    let mut cache = crate::KvCache::new(model.config.num_hidden_layers, t);
+    let logits = model.forward_with(ids, &mut cache, &Tracked(factors))?;
+    let v = model.config.vocab_size;
+    let logits = logits.slice([0..b, 0..t - 1, 0..v]);
+    let lp = log_softmax(logits, 2);
+    let mut targets = Vec::with_capacity(b * (t - 1));
+    let mut mask = Vec::with_capacity(b * (t - 1));
+    for row in 0..b {
+        for i in 1..t {
+            let l = batch.labels[row * t + i];
+            targets.push(if l == IGNORE { 0 } else { l });
+            mask.push(if l == IGNORE { 0f32 } else { 1.0 });
+        }
+    }
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t - 1, 1]), &device);
+    let mask = Tensor::<3>::from_data(TensorData::new(mask, [b, t - 1, 1]), &device);
+    let picked = lp.gather(2, targets).mul(mask);
+    Ok((picked.sum().neg(), count))
+}

@@ -1,0 +1,444 @@
+//! The LoRA training loop: seeded shuffling, micro-batches with gradient accumulation (the loss
+//! of an optimizer step is the mean over all its label tokens, as transformers' Trainer computes
+//! it with `num_items_in_batch`), global-norm clipping, AdamW, warm-up and decay, evaluation loss
+//! and perplexity every N steps, atomic checkpoints with resume, a progress bar, and a loss curve
+//! (`loss.csv` and `loss.png`) next to the adapter.
+
+use std::path::{Path, PathBuf};
+
+use kiln_core::TextGenerator;
+use kiln_lora::train::{AdamW, AdamWConfig, Schedule, StepFactors, clip_grad_norm, learning_rate};
+use kiln_lora::{LoraAdapter, LoraConfig, write_atomic};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, Example, loss_sum};
+use crate::generate::LlamaGenerator;
+use crate::lora::linear_modules;
+use crate::{Error, Result};
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The adapter to train (rank, alpha, targets, dropout, ...).
+    pub lora: LoraConfig,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Linear warm-up steps.
+    pub warmup_steps: usize,
+    /// Decay after warm-up.
+    pub schedule: Schedule,
+    /// AdamW settings.
+    pub adamw: AdamWConfig,
+    /// Clip the global gradient norm to this; `None` disables.
+    pub max_grad_norm: Option<f64>,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Sequences are cut to this many tokens.
+    pub max_len: usize,
+    /// Evaluate every this many steps (0: only at the end).
+    pub eval_every: usize,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub save_every: usize,
+    /// Stop after this many optimizer steps (`None`: run every epoch).
+    pub max_steps: Option<usize>,
+    /// Stop this invocation after this many steps in total, leaving a checkpoint to resume
+    /// from (a time-boxed run; the schedule still spans the whole run).
+    pub stop_after: Option<usize>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            lora: LoraConfig {
+                r: 8,
+                lora_alpha: 16.0,
+                ..LoraConfig::default()
+            },
+            epochs: 1,
+            lr: 2e-4,
+            batch_size: 4,
+            grad_accum: 1,
+            warmup_steps: 0,
+            schedule: Schedule::Cosine,
+            adamw: AdamWConfig::default(),
+            max_grad_norm: Some(1.0),
+            seed: 42,
+            max_len: 512,
+            eval_every: 0,
+            save_every: 0,
+            max_steps: None,
+            stop_after: None,
+            progress: true,
+        }
+    }
+}
+
+/// One line of the loss curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Optimizer step (1-based).
+    pub step: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean training loss of the step.
+    pub loss: f64,
+    /// Evaluation loss, when evaluated at this step.
+    pub eval_loss: Option<f64>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Optimizer steps taken in total (including before a resume).
+    pub steps: usize,
+    /// The loss curve.
+    pub log: Vec<LogEntry>,
+    /// Evaluation loss before training, when evaluation data was given.
+    pub initial_eval_loss: Option<f64>,
+    /// Final evaluation loss.
+    pub final_eval_loss: Option<f64>,
+    /// Training tokens per second (label and context tokens of this run's steps).
+    pub tokens_per_second: f64,
+    /// Whether the run resumed from a checkpoint.
+    pub resumed_from: Option<usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    step: usize,
+    optimizer: AdamW,
+    log: Vec<LogEntry>,
+    initial_eval_loss: Option<f64>,
+    config: TrainConfig,
+}
+
+/// Trains a LoRA adapter on a model opened on an autodiff device.
+pub struct Trainer<'a> {
+    model: &'a LlamaGenerator,
+    config: TrainConfig,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer for `model`, which must run on burn with an autodiff device
+    /// (`LlamaGenerator::open(path, &device.autodiff())`).
+    ///
+    /// # Errors
+    /// A model on Kiln's CPU engine, or invalid settings.
+    pub fn new(model: &'a LlamaGenerator, config: TrainConfig) -> Result<Self> {
+        if model.model().is_none() {
+            return Err(Error::Invalid(
+                "training needs the burn engine on an autodiff device".into(),
+            ));
+        }
+        if config.batch_size == 0 || config.grad_accum == 0 || config.epochs == 0 {
+            return Err(Error::Invalid(
+                "batch size, gradient accumulation and epochs must be at least 1".into(),
+            ));
+        }
+        if !(config.lr.is_finite() && config.lr > 0.0) {
+            return Err(Error::Invalid(format!(
+                "learning rate {} must be > 0",
+                config.lr
+            )));
+        }
+        config.lora.validate("<train config>")?;
+        Ok(Self { model, config })
+    }
+
+    /// Mean loss over `data` (no gradients kept).
+    ///
+    /// # Errors
+    /// Forward errors.
+    pub fn evaluate(&self, adapter: &LoraAdapter, data: &[Example]) -> Result<f64> {
+        let llama = self.llama()?;
+        let factors = StepFactors::new(adapter, llama.device(), 0.0, 0);
+        let (mut sum, mut count) = (0f64, 0usize);
+        for chunk in data.chunks(self.config.batch_size) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = Batch::pad(&refs, self.pad_id());
+            let (l, n) = loss_sum(llama, &factors, &batch)?;
+            sum += f64::from(scalar(l)?);
+            count += n;
+        }
+        Ok(sum / count.max(1) as f64)
+    }
+
+    fn llama(&self) -> Result<&crate::Llama> {
+        self.model
+            .model()
+            .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))
+    }
+
+    fn pad_id(&self) -> u32 {
+        self.model
+            .special_tokens()
+            .eos_token_ids
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Trains on `train`, evaluating on `eval`, writing the adapter, checkpoints and the loss
+    /// curve under `out`. A run whose `out` holds a checkpoint resumes from it.
+    ///
+    /// # Errors
+    /// Forward/backward errors, I/O errors, or a checkpoint from other settings.
+    pub fn run(
+        &self,
+        train: &[Example],
+        eval: Option<&[Example]>,
+        out: &Path,
+    ) -> Result<TrainReport> {
+        let c = &self.config;
+        let llama = self.llama()?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let modules = linear_modules(&llama.config);
+        let micro_per_epoch = train.len().div_ceil(c.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(c.grad_accum);
+        let total = c
+            .max_steps
+            .unwrap_or(usize::MAX)
+            .min(steps_per_epoch * c.epochs);
+        let (mut adapter, mut state, resumed) = match read_checkpoint(out)? {
+            Some((adapter, state)) => {
+                if state.config.lora != c.lora
+                    || state.config.seed != c.seed
+                    || state.config.batch_size != c.batch_size
+                    || state.config.grad_accum != c.grad_accum
+                {
+                    return Err(Error::Invalid(format!(
+                        "{}: the checkpoint was made with other LoRA settings, seed or batch shape",
+                        out.display()
+                    )));
+                }
+                let step = state.step;
+                (adapter, state, Some(step))
+            }
+            None => {
+                let mut adapter = LoraAdapter::init("adapter", c.lora.clone(), &modules, c.seed)?;
+                adapter.config.base_model_name_or_path = Some(self.model.model_name().into());
+                let sizes: Vec<usize> = adapter
+                    .modules
+                    .values()
+                    .flat_map(|w| [w.a.len(), w.b.len()])
+                    .collect();
+                let initial_eval_loss = match eval {
+                    Some(e) => Some(self.evaluate(&adapter, e)?),
+                    None => None,
+                };
+                let state = State {
+                    step: 0,
+                    optimizer: AdamW::new(c.adamw, &sizes),
+                    log: Vec::new(),
+                    initial_eval_loss,
+                    config: c.clone(),
+                };
+                (adapter, state, None)
+            }
+        };
+        let bar = progress_bar(c.progress, total, state.step);
+        let start = std::time::Instant::now();
+        let mut tokens = 0usize;
+        // The order of micro-batches is a pure function of the seed, so a resumed run continues
+        // exactly where the killed one stopped.
+        let order = |epoch: usize| {
+            let mut idx: Vec<usize> = (0..train.len()).collect();
+            idx.shuffle(&mut StdRng::seed_from_u64(
+                c.seed ^ ((epoch as u64 + 1) * 0x9E37_79B9),
+            ));
+            idx
+        };
+        while state.step < total {
+            let step = state.step;
+            let epoch = step / steps_per_epoch;
+            let idx = order(epoch);
+            let first_micro = (step % steps_per_epoch) * c.grad_accum;
+            let micros: Vec<Batch> = (first_micro
+                ..(first_micro + c.grad_accum).min(micro_per_epoch))
+                .map(|m| {
+                    let chunk: Vec<&Example> = idx
+                        [m * c.batch_size..((m + 1) * c.batch_size).min(train.len())]
+                        .iter()
+                        .map(|&i| &train[i])
+                        .collect();
+                    Batch::pad(&chunk, self.pad_id())
+                })
+                .collect();
+            let count: usize = micros.iter().map(Batch::label_tokens).sum();
+            let mut grads: Vec<Vec<f32>> = adapter
+                .modules
+                .values()
+                .flat_map(|w| [vec![0f32; w.a.len()], vec![0f32; w.b.len()]])
+                .collect();
+            let mut loss_total = 0f64;
+            for (k, batch) in micros.iter().enumerate() {
+                let seed = c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D);
+                let factors =
+                    StepFactors::new(&adapter, llama.device(), c.lora.lora_dropout as f32, seed);
+                let (l, _) = loss_sum(llama, &factors, batch)?;
+                let l = l.div_scalar(count as f32);
+                loss_total += f64::from(scalar(l.clone())?);
+                let g = l.backward();
+                let got = factors.gradients(&g)?;
+                for (slot, (da, db)) in grads.chunks_mut(2).zip(got.values()) {
+                    slot[0].iter_mut().zip(da).for_each(|(s, v)| *s += v);
+                    slot[1].iter_mut().zip(db).for_each(|(s, v)| *s += v);
+                }
+                tokens += batch.batch * batch.seq;
+            }
+            if let Some(max) = c.max_grad_norm {
+                let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+                clip_grad_norm(&mut views, max);
+            }
+            let lr = learning_rate(c.lr, step, c.warmup_steps, total, c.schedule);
+            {
+                let mut params: Vec<&mut [f32]> = adapter
+                    .modules
+                    .values_mut()
+                    .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
+                    .collect();
+                let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+                state.optimizer.step(lr, &mut params, &views);
+            }
+            state.step += 1;
+            let last = state.step == total;
+            let eval_loss = match eval {
+                Some(e) if last || (c.eval_every > 0 && state.step % c.eval_every == 0) => {
+                    Some(self.evaluate(&adapter, e)?)
+                }
+                _ => None,
+            };
+            state.log.push(LogEntry {
+                step: state.step,
+                lr,
+                loss: loss_total,
+                eval_loss,
+            });
+            if let Some(b) = &bar {
+                b.set_position(state.step as u64);
+                let tps = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                b.set_message(format!("loss {loss_total:.4} · {tps:.0} tok/s"));
+            }
+            let stop = c.stop_after.is_some_and(|n| state.step >= n) && !last;
+            if last || stop || (c.save_every > 0 && state.step % c.save_every == 0) {
+                write_checkpoint(out, &adapter, &state)?;
+                write_curve(out, &state.log)?;
+            }
+            if stop {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                return Ok(TrainReport {
+                    steps: state.step,
+                    initial_eval_loss: state.initial_eval_loss,
+                    final_eval_loss: None,
+                    tokens_per_second: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                    log: state.log,
+                    resumed_from: resumed,
+                });
+            }
+        }
+        if let Some(b) = bar {
+            b.finish();
+        }
+        adapter.save(out)?;
+        write_curve(out, &state.log)?;
+        let final_eval_loss = state.log.iter().rev().find_map(|e| e.eval_loss);
+        Ok(TrainReport {
+            steps: state.step,
+            initial_eval_loss: state.initial_eval_loss,
+            final_eval_loss,
+            tokens_per_second: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+            log: state.log,
+            resumed_from: resumed,
+        })
+    }
+}
+
+fn scalar(t: burn::tensor::Tensor<1>) -> Result<f32> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .ok_or_else(|| Error::Invalid("reading the loss".into()))
+}
+
+fn progress_bar(on: bool, total: usize, at: usize) -> Option<indicatif::ProgressBar> {
+    if !on {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} training [{bar:30}] {pos}/{len} steps · {msg} · eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_position(at as u64);
+    Some(bar)
+}
+
+/// `out/checkpoints/step-N/` holds the adapter and the trainer state; `out/checkpoints/latest`
+/// names the newest complete one and is replaced atomically after it is fully written, so a kill
+/// at any moment leaves a complete checkpoint to resume from.
+fn write_checkpoint(out: &Path, adapter: &LoraAdapter, state: &State) -> Result<()> {
+    let root = out.join("checkpoints");
+    let name = format!("step-{}", state.step);
+    let dir = root.join(&name);
+    adapter.save(&dir)?;
+    let json = serde_json::to_vec(state).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(&dir.join("trainer_state.json"), &json)?;
+    let previous = std::fs::read_to_string(root.join("latest")).ok();
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    if let Some(p) = previous.filter(|p| p.trim() != name) {
+        let _ = std::fs::remove_dir_all(root.join(p.trim()));
+    }
+    Ok(())
+}
+
+fn read_checkpoint(out: &Path) -> Result<Option<(LoraAdapter, State)>> {
+    let latest = out.join("checkpoints").join("latest");
+    let Ok(name) = std::fs::read_to_string(&latest) else {
+        return Ok(None);
+    };
+    let dir: PathBuf = out.join("checkpoints").join(name.trim());
+    let adapter = LoraAdapter::load(&dir)?;
+    let path = dir.join("trainer_state.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::Config {
+        path: path.display().to_string(),
+        message: format!("malformed trainer state: {e}"),
+    })?;
+    Ok(Some((adapter, state)))
+}
+
+/// `loss.csv` and a `loss.png` line plot (training loss in blue, evaluation loss in red).
+fn write_curve(out: &Path, log: &[LogEntry]) -> Result<()> {
+    let mut csv = String::from("step,lr,loss,eval_loss\n");
+    for e in log {
+        let ev = e.eval_loss.map_or(String::new(), |v| format!("{v:.6}"));
+        csv.push_str(&format!("{},{:.3e},{:.6},{ev}\n", e.step, e.lr, e.loss));
+    }
+    write_atomic(&out.join("loss.csv"), csv.as_bytes())?;
+    let png = super::plot::loss_png(log);
+    write_atomic(&out.join("loss.png"), &png)?;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! LoRA training on burn's autodiff: one step's loss and adapter gradients equal PEFT's (fixture
+//! from `tools/make_lora_fixtures.py`), and the trainer lowers the loss, writes its curve, and
+//! resumes from a checkpoint to exactly the adapter an uninterrupted run produces.
+
+use std::path::PathBuf;
+
+use kiln_llama::LlamaGenerator;
+use kiln_llama::kiln_lora::LoraAdapter;
+use kiln_llama::kiln_lora::train::StepFactors;
+use kiln_llama::train::{Batch, DataFormat, TrainConfig, Trainer, load_examples, loss_sum};
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn autodiff_model(base: &str) -> LlamaGenerator {
+    let device = kiln_backend::device("cpu").unwrap().autodiff();
+    LlamaGenerator::open(root().join("llama").join(base), &device).unwrap()
+}
+
+fn rows<T: Copy>(v: &Value, f: impl Fn(&Value) -> T) -> Vec<T> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(&f).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Tolerances: the loss within 1e-5 absolute; every gradient element within 1e-5 absolute plus
+/// 1e-3 of the largest element of its tensor (f32 summation order differs from PyTorch's).
+#[test]
+fn one_training_step_matches_peft() {
+    let dir = root().join("lora/train_step");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let model = autodiff_model("gqa");
+    let llama = model.model().unwrap();
+    let adapter = LoraAdapter::load(dir.join("adapter")).unwrap();
+    let ids: Vec<u32> = rows(&r["input_ids"], |x| x.as_u64().unwrap() as u32);
+    let labels: Vec<i64> = rows(&r["labels"], |x| x.as_i64().unwrap());
+    let b = r["input_ids"].as_array().unwrap().len();
+    let batch = Batch {
+        seq: ids.len() / b,
+        ids,
+        labels,
+        batch: b,
+    };
+    let factors = StepFactors::new(&adapter, llama.device(), 0.0, 0);
+    let (sum, n) = loss_sum(llama, &factors, &batch).unwrap();
+    let loss = sum.div_scalar(n as f32);
+    let value = loss.clone().into_data().try_into_vec::<f32>().unwrap()[0];
+    let want = r["loss"].as_f64().unwrap() as f32;
+    assert!((value - want).abs() < 1e-5, "loss {value} vs PEFT {want}");
+    let grads = factors.gradients(&loss.backward()).unwrap();
+    let bytes = std::fs::read(dir.join("grads.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(grads.len() * 2, st.len());
+    for (module, (da, db)) in &grads {
+        for (tag, got) in [("lora_A", da), ("lora_B", db)] {
+            let name = format!("base_model.model.{module}.{tag}.weight");
+            let view = st.tensor(&name).unwrap();
+            let want: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{name}: PEFT gradient is zero");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 + 1e-3 * scale,
+                    "{name}: {g} vs PEFT {w} (scale {scale})"
+                );
+            }
+        }
+    }
+}
+
+fn chat_data(dir: &std::path::Path) -> PathBuf {
+    let mut lines = String::new();
+    for (q, a) in [
+        ("When does the mill open?", "The mill opens at dawn."),
+        ("What does the baker sell?", "Bread, cakes and rolls."),
+        ("Where is the bakery?", "In the town square."),
+        ("What do farmers bring?", "They bring grain."),
+        ("What do they take home?", "Sacks of flour."),
+        ("What smells of cinnamon?", "The bakery does."),
+    ] {
+        lines.push_str(
+            &serde_json::json!({"messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": a}
+            ]})
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    let path = dir.join("train.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+#[test]
+fn trainer_lowers_the_loss_and_resumes_exactly() {
+    let model = autodiff_model("gqa");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = chat_data(tmp.path());
+    let examples = load_examples(&data, DataFormat::Auto, &model, 64).unwrap();
+    assert_eq!(examples.len(), 6);
+    // Only assistant tokens are labelled.
+    let e = &examples[0];
+    let labelled = e.labels.iter().filter(|&&l| l >= 0).count();
+    assert!(
+        labelled > 0 && labelled < e.ids.len() / 2,
+        "{labelled} of {}",
+        e.ids.len()
+    );
+    let config = TrainConfig {
+        lr: 5e-3,
+        batch_size: 2,
+        grad_accum: 1,
+        epochs: 3,
+        warmup_steps: 1,
+        max_steps: Some(8),
+        progress: false,
+        save_every: 2,
+        ..TrainConfig::default()
+    };
+    let trainer = Trainer::new(&model, config.clone()).unwrap();
+    let full = tmp.path().join("full");
+    let report = trainer.run(&examples, Some(&examples), &full).unwrap();
+    assert_eq!(report.steps, 8);
+    let (before, after) = (
+        report.initial_eval_loss.unwrap(),
+        report.final_eval_loss.unwrap(),
+    );
+    assert!(after < before - 0.1, "eval loss {before} -> {after}");
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "loss.csv",
+        "loss.png",
+    ] {
+        assert!(full.join(f).exists(), "{f} missing");
+    }
+    let png = std::fs::read(full.join("loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    // A run stopped after 4 steps (as a kill would stop it), then started again, resumes from
+    // its step-4 checkpoint and ends with exactly the adapter of the uninterrupted run.
+    let split = tmp.path().join("split");
+    let stopped = Trainer::new(
+        &model,
+        TrainConfig {
+            stop_after: Some(4),
+            ..config.clone()
+        },
+    )
+    .unwrap();
+    let r = stopped.run(&examples, None, &split).unwrap();
+    assert_eq!(r.steps, 4);
+    assert!(
+        !split.join("adapter_model.safetensors").exists(),
+        "a stopped run is not final"
+    );
+    let resumed = trainer.run(&examples, None, &split).unwrap();
+    assert_eq!(resumed.resumed_from, Some(4));
+    assert_eq!(resumed.steps, 8);
+    let a = LoraAdapter::load(&full).unwrap();
+    let b = LoraAdapter::load(&split).unwrap();
+    assert_eq!(
+        a.modules, b.modules,
+        "resumed run differs from the uninterrupted one"
+    );
+}
