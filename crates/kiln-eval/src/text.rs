@@ -26,9 +26,8 @@ pub(crate) fn is_ascii_punct(c: char) -> bool {
     c.is_ascii_punctuation()
 }
 
-static ARTICLES: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(a|an|the)\b").expect("constant regex")
-});
+static ARTICLES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(a|an|the)\b").expect("constant regex"));
 
 /// SQuAD's `normalize_answer`: lowercase, drop ASCII punctuation (`string.punctuation`), replace the
 /// articles "a", "an", "the" by a space, and collapse whitespace.
