@@ -169,6 +169,66 @@ breathable insulated lightweight machine washable tumble drying
 """.split()
 
 
+VOCAB = (
+    "the a an cat cats dog running runs ran runner generalization generalizations happy happily relational "
+    "conditional hopefulness return returns returned refund refunds shipping shipped free order orders days "
+    "jacket jackets boots size sizes store stores open closed hours Monday THE Cat RUN skies dying news "
+    "proceed exceeding succeeded yyyy toy syzygy agreed feed plastered motoring hopping tanned falling "
+    ". , ! ? ; : - -- ' \" ( ) [ ] { } / @ # $ % & * + = < > ~ ` ^ _ | \\ "
+    "$5.00 3,000 3.14 1-2 10-20 2024-01-15 5% 1st 42nd abc123 &amp; &quot; &lt; <skipped> "
+    "é café naïve Straße ÄRGER ΟΔΟΣ λόγος 猫 你好 😀 ❤ ★ € £ — – “ ” ‘ ’ … ¿ ¡ « »"
+).split(" ")
+SEPARATORS = [" ", " ", " ", " ", "", "\n", "\t", "\u00a0", "  "]
+STEM_STEMS = ["run", "hop", "generaliz", "relat", "condit", "happ", "fli", "sk", "agre", "feed", "plaster",
+              "motor", "troubl", "siz", "fail", "fil", "control", "roll", "oscill", "nation", "sens", "form",
+              "electr", "hope", "good", "adjust", "depend", "adopt", "commun", "activ", "effect", "bowdler",
+              "prob", "ceas", "y", "yy", "toy", "by", "archaeo", "geo", "ship", "return", "refund", "exchang"]
+STEM_SUFFIXES = ["", "s", "es", "ies", "ied", "ed", "ing", "ings", "ational", "tional", "enci", "anci", "izer",
+                 "bli", "alli", "entli", "eli", "ousli", "ization", "ation", "ator", "alism", "iveness",
+                 "fulness", "ousness", "aliti", "iviti", "biliti", "fulli", "logi", "icate", "ative", "alize",
+                 "iciti", "ical", "ful", "ness", "al", "ance", "ence", "er", "ic", "able", "ible", "ant",
+                 "ement", "ment", "ent", "ion", "sion", "tion", "ou", "ism", "ate", "iti", "ous", "ive", "ize",
+                 "e", "ll", "y", "ly", "eed"]
+
+
+def random_cases(n, seed=1234):
+    """Randomized cases for differential testing (not the checked-in fixture)."""
+    import random
+    rng = random.Random(seed)
+
+    def text(k):
+        out = []
+        for i in range(k):
+            if i:
+                out.append(rng.choice(SEPARATORS))
+            out.append(rng.choice(VOCAB))
+        return "".join(out)
+
+    def perturb(words):
+        words = list(words)
+        for _ in range(rng.randrange(0, 4)):
+            op = rng.randrange(3)
+            if op == 0 and words:
+                del words[rng.randrange(len(words))]
+            elif op == 1:
+                words.insert(rng.randrange(len(words) + 1), rng.choice(VOCAB))
+            elif words:
+                i, j = rng.randrange(len(words)), rng.randrange(len(words))
+                words[i], words[j] = words[j], words[i]
+        return rng.choice([" ", " ", "\n"]).join(words)
+
+    cases = []
+    for i in range(n):
+        k = rng.choice([0, 1, 2, 3, 4, 5, 8, 12, 20, 40])
+        hyp = text(k)
+        refs = []
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            refs.append(perturb(hyp.split()) if rng.random() < 0.7 else text(rng.choice([0, 1, 3, 6, 15])))
+        cases.append((f"random_{i}", hyp, refs))
+    words = sorted({a + b for a in STEM_STEMS for b in STEM_SUFFIXES})
+    return cases, words
+
+
 def score_dict(s):
     return {"precision": s.precision, "recall": s.recall, "fmeasure": s.fmeasure}
 
@@ -195,7 +255,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent
                                          / "crates/kiln-eval/tests/fixtures/metrics.json"))
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="write N randomized cases (and ~2,900 synthetic stemmer words) instead of the "
+                         "checked-in ones; run the Rust test on them with KILN_EVAL_FIXTURE=FILE")
     args = ap.parse_args()
+    cases_in, stem_words = (CASES, STEM_WORDS) if not args.random else random_cases(args.random)
     # sentence_bleu(use_effective_order=False) warns once per call; the variant is deliberate.
     logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 
@@ -204,7 +268,7 @@ def main():
                True: rouge_scorer.RougeScorer(types, use_stemmer=True)}
 
     cases = []
-    for name, hyp, refs in CASES:
+    for name, hyp, refs in cases_in:
         case = {"name": name, "hypothesis": hyp, "references": refs}
         case["sentence_bleu"] = bleu_dict(sacrebleu.sentence_bleu(hyp, refs))
         case["sentence_bleu_intl"] = bleu_dict(sacrebleu.sentence_bleu(hyp, refs, tokenize="intl"))
@@ -232,10 +296,10 @@ def main():
         case["token_f1"] = float(max(compute_f1(r, hyp) for r in refs))
         cases.append(case)
 
-    hyps = [c[1] for c in CASES]
-    refs = [c[2] for c in CASES]
+    hyps = [c[1] for c in cases_in]
+    refs = [c[2] for c in cases_in]
     streams = ref_streams(refs)
-    single = [i for i, c in enumerate(CASES) if len(c[2]) == 1]
+    single = [i for i, c in enumerate(cases_in) if len(c[2]) == 1]
     corpus = {
         "all": bleu_dict(sacrebleu.corpus_bleu(hyps, streams)),
         "all_lowercase": bleu_dict(sacrebleu.corpus_bleu(hyps, streams, lowercase=True)),
@@ -261,7 +325,7 @@ def main():
                 "(rouge via score_multi, best F per type). squad_* and tokens_* list [hyp, *refs].",
         "cases": cases,
         "corpus": corpus,
-        "porter": {w: stemmer.stem(w) for w in STEM_WORDS},
+        "porter": {w: stemmer.stem(w) for w in stem_words},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -11,8 +11,12 @@ use serde_json::Value;
 const TOL: f64 = 1e-9;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.json");
-    let text = std::fs::read_to_string(path).expect("read metrics.json");
+    // KILN_EVAL_FIXTURE points the test at another file of the same shape (for example a large
+    // randomized one written with `make_eval_fixtures.py --random N --out FILE`).
+    let path = std::env::var("KILN_EVAL_FIXTURE").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.json").to_string()
+    });
+    let text = std::fs::read_to_string(&path).expect("read metrics.json");
     serde_json::from_str(&text).expect("parse metrics.json")
 }
 
