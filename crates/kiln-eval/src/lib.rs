@@ -16,7 +16,22 @@
 //! - [`perplexity`], [`PerplexityAccumulator`]: perplexity from natural-log token probabilities.
 //! - [`Report`] over [`Sample`]s: the means of all of the above, serializable with serde.
 //!
-//! Argument order is always `(prediction, reference(s))`.
+//! Argument order is always `(prediction, reference(s))`. Corpus functions take `references[i]` = the
+//! references of hypothesis `i` (sacreBLEU's `refs` is the transpose, one stream per reference, padded
+//! with `None`); a segment may have any number ≥ 1 of references.
+//!
+//! ## Known differences from the Python tools
+//!
+//! - Lowercasing uses Rust's `str::to_lowercase` (full Unicode mappings, final sigma), which agrees with
+//!   Python's `str.lower` except where the two Unicode versions differ. Whitespace splitting follows
+//!   Python's `str.split()` (Rust's whitespace plus U+001C..U+001F).
+//! - The `intl` tokenizer's `\p{P}`, `\p{S}`, `\p{N}` come from the `regex` crate's Unicode tables,
+//!   not the Python `regex` module's; characters assigned in only one of the two Unicode versions may
+//!   tokenize differently.
+//! - With `Smoothing::AddK`, [`BleuScore::counts`] and `totals` are the raw counts (sacreBLEU reports
+//!   the counts with k added); the score is the same.
+//! - sacreBLEU's warnings (tokenized periods, `effective_order`) are not reproduced; [`porter_stem`]
+//!   leaves non-ASCII words unstemmed (rouge-score never passes it any).
 //!
 //! ```
 //! use kiln_eval::{corpus_bleu, sentence_bleu, token_f1, RougeScorer};
