@@ -13,7 +13,10 @@ use kiln_core::{
     CancelToken, ChatMessage, GenerationRequest, Prompt, SamplingParams, StopConditions,
     StreamEvent, TextGenerator, Tokenizer,
 };
+use kiln_core::AdapterChoice;
 use kiln_llama::LlamaGenerator;
+
+mod tune;
 
 #[derive(Parser)]
 #[command(
@@ -34,10 +37,21 @@ enum Command {
     Score(ScoreArgs),
     /// An interactive chat in the terminal.
     Chat(ChatArgs),
+    /// Fine-tune a LoRA / QLoRA adapter on JSONL data.
+    Finetune(tune::FinetuneArgs),
+    /// Merge adapters into the base model and write a Hugging Face directory.
+    Merge(tune::MergeArgs),
+    /// Evaluate a model (and adapters) on held-out chat data: perplexity, exact match, answer
+    /// accuracy, token F1, BLEU, ROUGE-L.
+    Eval(tune::EvalArgs),
+    /// Manage adapters.
+    #[command(subcommand)]
+    Adapters(tune::AdaptersCommand),
 }
 
+/// The model to load and the adapters to apply.
 #[derive(Args)]
-struct ModelArgs {
+pub struct ModelArgs {
     /// A Hugging Face model directory or a .gguf file.
     #[arg(long, short)]
     model: PathBuf,
@@ -47,6 +61,9 @@ struct ModelArgs {
     /// Engine: auto (Kiln's quantized CPU kernels on the CPU, burn on GPUs), burn, or cpu.
     #[arg(long, default_value = "auto")]
     engine: String,
+    /// A PEFT LoRA adapter directory to apply, optionally `DIR@WEIGHT` (repeatable).
+    #[arg(long)]
+    adapter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -147,7 +164,8 @@ struct ChatArgs {
     sampling: SamplingArgs,
 }
 
-fn load(args: &ModelArgs) -> Result<LlamaGenerator> {
+/// Loads the model and its adapters; returns the adapter choices requests carry.
+fn load(args: &ModelArgs) -> Result<(LlamaGenerator, Vec<AdapterChoice>)> {
     let options = kiln_llama::LoadOptions {
         device: args.device.parse().context("selecting the device")?,
         engine: args.engine.parse()?,
@@ -158,11 +176,13 @@ fn load(args: &ModelArgs) -> Result<LlamaGenerator> {
     spinner.enable_steady_tick(Duration::from_millis(120));
     let model = LlamaGenerator::load(&args.model, &options);
     spinner.finish_and_clear();
-    model.with_context(|| format!("loading model {}", args.model.display()))
+    let model = model.with_context(|| format!("loading model {}", args.model.display()))?;
+    let choices = tune::attach_adapters(&model, &args.adapter)?;
+    Ok((model, choices))
 }
 
 fn generate(args: &GenerateArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let (model, adapters) = load(&args.model)?;
     let prompt = if args.chat {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
@@ -176,10 +196,11 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         }
         Prompt::Text(args.prompt.clone())
     };
-    let request = GenerationRequest::new(prompt)
+    let mut request = GenerationRequest::new(prompt)
         .with_sampling(args.sampling.sampling())
         .with_stop(args.sampling.stop())
         .with_max_tokens(args.sampling.max_tokens);
+    request.adapters = adapters;
     let cancel = CancelToken::new();
     if args.json {
         let out = model.generate_stream(&request, &cancel, &mut |_| {})?;
@@ -216,13 +237,13 @@ fn generate(args: &GenerateArgs) -> Result<()> {
 }
 
 fn score(args: &ScoreArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let (model, adapters) = load(&args.model)?;
     let ids = match (&args.text, &args.ids) {
         (Some(t), _) => model.tokenizer().encode(t, true)?,
         (None, Some(ids)) => ids.clone(),
         (None, None) => bail!("give --text or --ids"),
     };
-    let logprobs = model.score_ids(&ids)?;
+    let logprobs = model.score_ids_with(&ids, &model.mix(&adapters)?)?;
     let ppl = kiln_llama::perplexity(&logprobs);
     if args.json {
         println!(
@@ -241,7 +262,7 @@ fn score(args: &ScoreArgs) -> Result<()> {
 }
 
 fn chat(args: &ChatArgs) -> Result<()> {
-    let model = load(&args.model)?;
+    let (model, adapters) = load(&args.model)?;
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(s) = &args.system {
         history.push(ChatMessage::system(s.clone()));
@@ -268,10 +289,11 @@ fn chat(args: &ChatArgs) -> Result<()> {
             continue;
         }
         history.push(ChatMessage::user(input));
-        let request = GenerationRequest::chat(history.clone())
+        let mut request = GenerationRequest::chat(history.clone())
             .with_sampling(args.sampling.sampling())
             .with_stop(args.sampling.stop())
             .with_max_tokens(args.sampling.max_tokens);
+        request.adapters = adapters.clone();
         let stdout = std::io::stdout();
         let mut lock = stdout.lock();
         let result = model.generate_stream(&request, &CancelToken::new(), &mut |ev| {
@@ -299,6 +321,10 @@ fn main() -> std::process::ExitCode {
         Command::Generate(a) => generate(a),
         Command::Score(a) => score(a),
         Command::Chat(a) => chat(a),
+        Command::Finetune(a) => tune::finetune(a),
+        Command::Merge(a) => tune::merge(a),
+        Command::Eval(a) => tune::eval(a),
+        Command::Adapters(tune::AdaptersCommand::Average(a)) => tune::average(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

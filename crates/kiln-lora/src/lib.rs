@@ -23,7 +23,7 @@ mod error;
 mod io;
 pub mod train;
 
-pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE};
+pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE, average};
 pub use config::{LoraConfig, ModuleLora, TargetModules};
 pub use error::{Error, Result};
 pub use io::write_atomic;
