@@ -25,6 +25,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod kernels;
+pub mod nf4;
 
 pub use burn::tensor::Device;
 
@@ -75,6 +76,9 @@ pub enum Error {
         /// Bytes the owner holds.
         len: usize,
     },
+    /// An NF4 tensor could not be quantized, read, or turned into a matrix.
+    #[error(transparent)]
+    Nf4(#[from] nf4::Nf4Error),
     /// A weight matrix's size in bytes overflows `usize`.
     #[error("a {rows}x{cols} matrix is too large to address")]
     ShapeOverflow {
