@@ -48,11 +48,12 @@
 //!
 //! ```
 //! use kiln_backend::nf4;
-//! let x: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 10.0).collect();
+//! let x: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 64.0).collect();
 //! let t = nf4::quantize(&x, &[2, 64], 64, true).unwrap();
 //! assert_eq!(t.packed.len(), 64);
 //! let y = t.dequantize();
-//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.6));
+//! // The widest gap between NF4 codes is 1 - 0.696: half of it times absmax (1) bounds the error.
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= 0.153));
 //! ```
 
 mod dynamic_map;
