@@ -414,6 +414,8 @@ pub struct Scratch {
     d: Vec<f32>,
     /// Per block: `d · Σq`, the block sum of the dequantized activations.
     s: Vec<f32>,
+    /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
+    xf: Vec<f32>,
 }
 
 impl Scratch {
@@ -431,6 +433,7 @@ impl Scratch {
             qs: Vec::with_capacity(n * cols),
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
+            xf: Vec::new(),
         }
     }
 
@@ -573,6 +576,9 @@ pub fn matvec_with(
     let input = if w.format.is_quantized() {
         scratch.quantize(x);
         Input::Q8(scratch.view(0, w.cols / BLOCK))
+    } else if w.format == WeightFormat::Nf4 {
+        nf4::deinterleave(x, &mut scratch.xf);
+        Input::F32(&scratch.xf)
     } else {
         Input::F32(x)
     };
@@ -648,7 +654,15 @@ pub fn matmul_with(
     if quantized {
         scratch.quantize(x);
     }
+    if w.format == WeightFormat::Nf4 {
+        nf4::deinterleave(x, &mut scratch.xf);
+    }
     let scratch = &*scratch;
+    let x: &[f32] = if w.format == WeightFormat::Nf4 {
+        &scratch.xf
+    } else {
+        x
+    };
     let input = |j: usize| {
         if quantized {
             Input::Q8(scratch.view(j, blocks))

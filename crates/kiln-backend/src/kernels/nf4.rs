@@ -9,6 +9,10 @@
 //! `vpermps` on a 16-float table in one zmm register (AVX-512), two 8-float `vpermps` and a blend on
 //! the index's bit 3 (AVX2) — so every product is exactly `w_i · x_i` with `w_i` the dequantized
 //! weight, and the result differs from an f32 reference only in summation order.
+//!
+//! The activations are first reordered ([`deinterleave`]: per 32 elements, the even ones then the
+//! odd ones), so that the zero-extended code bytes index the even elements after a shift and the odd
+//! ones as they are (`vpermps` reads only an index's low 4 bits): no byte shuffles per block.
 
 use crate::Result;
 use crate::nf4::{NF4_CODE, Nf4Error, Nf4Tensor};
@@ -39,7 +43,21 @@ pub(super) fn dequantize(row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// One row · `x`, portable: eight partial sums of exact `w · x` products.
+/// Writes `x` (a whole number of 32-element groups) into `out` in the kernels' order: per group
+/// of 32, elements 0, 2, …, 30, then 1, 3, …, 31 — the high nibbles of the group's 16 code bytes,
+/// then the low ones.
+pub(super) fn deinterleave(x: &[f32], out: &mut Vec<f32>) {
+    out.resize(x.len(), 0.0);
+    for (g, o) in x.chunks_exact(32).zip(out.chunks_exact_mut(32)) {
+        let (even, odd) = o.split_at_mut(16);
+        for (j, pair) in g.chunks_exact(2).enumerate() {
+            even[j] = pair[0];
+            odd[j] = pair[1];
+        }
+    }
+}
+
+/// One row · `x` (deinterleaved), portable: eight partial sums of exact `w · x` products.
 fn dot_scalar(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     for (b, xb) in row
@@ -48,17 +66,26 @@ fn dot_scalar(row: &[u8], x: &[f32]) -> f32 {
     {
         let s = scale_at(b);
         let t = NF4_CODE.map(|c| c * s);
-        for (qs, xs) in b[4..].chunks_exact(4).zip(xb.chunks_exact(8)) {
-            for l in 0..4 {
-                acc[2 * l] += t[usize::from(qs[l] >> 4)] * xs[2 * l];
-                acc[2 * l + 1] += t[usize::from(qs[l] & 0x0F)] * xs[2 * l + 1];
+        for (qs, xg) in b[4..].chunks_exact(16).zip(xb.chunks_exact(32)) {
+            let (even, odd) = xg.split_at(16);
+            for (c, (q4, (e4, o4))) in qs
+                .chunks_exact(4)
+                .zip(even.chunks_exact(4).zip(odd.chunks_exact(4)))
+                .enumerate()
+            {
+                let a = &mut acc[4 * (c % 2)..4 * (c % 2) + 4];
+                for l in 0..4 {
+                    a[l] +=
+                        t[usize::from(q4[l] >> 4)] * e4[l] + t[usize::from(q4[l] & 0x0F)] * o4[l];
+                }
             }
         }
     }
     acc.iter().sum()
 }
 
-/// `out[i] = row_i · x` for consecutive NF4 rows on `path` (which the caller checked is supported).
+/// `out[i] = row_i · x` for consecutive NF4 rows on `path` (which the caller checked is supported),
+/// `x` in [`deinterleave`]d order.
 pub(super) fn rows(path: SimdPath, rows: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
     // The length contract every kernel below relies on, checked once per chunk.
     assert_eq!(row_bytes / NF4_BLOCK_BYTES * NF4_BLOCK, x.len());
@@ -151,7 +178,7 @@ mod x86 {
         _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
     }
 
-    /// One NF4 row · `x` on AVX2.
+    /// One NF4 row · `x` (deinterleaved) on AVX2.
     ///
     /// # Safety
     /// AVX2, FMA, F16C; `row.len() / 36 * 64 == x.len()`, `row.len() % 36 == 0`.
@@ -170,24 +197,14 @@ mod x86 {
                 let s = _mm256_set1_ps(scale(p));
                 let (lo, hi) = (_mm256_mul_ps(tlo, s), _mm256_mul_ps(thi, s));
                 let xb = xp.add(b * NF4_BLOCK);
-                for half in 0..2 {
-                    let raw = _mm_loadu_si128(p.add(4 + 16 * half).cast());
-                    // High nibbles in the low 4 bits of each byte; interleave to element order.
-                    let h = _mm_srli_epi16::<4>(raw);
-                    let e0 = _mm_unpacklo_epi8(h, raw);
-                    let e1 = _mm_unpackhi_epi8(h, raw);
-                    for (k, e) in [e0, e1].into_iter().enumerate() {
-                        let i0 = _mm256_cvtepu8_epi32(e);
-                        let i1 = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(e));
-                        let xo = xb.add(32 * half + 16 * k);
-                        let a = 2 * k;
-                        acc[a] = _mm256_fmadd_ps(lookup8(lo, hi, i0), _mm256_loadu_ps(xo), acc[a]);
-                        acc[a + 1] = _mm256_fmadd_ps(
-                            lookup8(lo, hi, i1),
-                            _mm256_loadu_ps(xo.add(8)),
-                            acc[a + 1],
-                        );
-                    }
+                // Four runs of 8 code bytes; run `r` covers group `r / 2`, bytes `8 (r % 2)..`.
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(4 + 8 * r).cast()));
+                    let xg = xb.add(32 * (r / 2) + 8 * (r % 2));
+                    let even = lookup8(lo, hi, _mm256_srli_epi32::<4>(q));
+                    let odd = lookup8(lo, hi, q);
+                    *a = _mm256_fmadd_ps(even, _mm256_loadu_ps(xg), *a);
+                    *a = _mm256_fmadd_ps(odd, _mm256_loadu_ps(xg.add(16)), *a);
                 }
             }
         }
@@ -214,23 +231,15 @@ mod x86 {
             for b in 0..nb {
                 let p = rp.add(b * NF4_BLOCK_BYTES);
                 let t = _mm512_mul_ps(table, _mm512_set1_ps(scale(p)));
-                let raw = _mm256_loadu_si256(p.add(4).cast());
-                let h = _mm256_srli_epi16::<4>(raw);
-                // Per 128-bit lane: unpacklo gives elements 0..16 (lane 0) and 32..48 (lane 1),
-                // unpackhi 16..32 and 48..64. `vpermps` reads only the low 4 bits of each index.
-                let lo = _mm256_unpacklo_epi8(h, raw);
-                let hi = _mm256_unpackhi_epi8(h, raw);
+                // Two groups of 16 code bytes, zero-extended: the high nibbles (shifted down) index
+                // the group's even elements, the bytes as they are its odd ones.
+                let q0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4).cast()));
+                let q1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(20).cast()));
                 let w = [
-                    _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo)), t),
-                    _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi)), t),
-                    _mm512_permutexvar_ps(
-                        _mm512_cvtepu8_epi32(_mm256_extracti128_si256::<1>(lo)),
-                        t,
-                    ),
-                    _mm512_permutexvar_ps(
-                        _mm512_cvtepu8_epi32(_mm256_extracti128_si256::<1>(hi)),
-                        t,
-                    ),
+                    _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(q0), t),
+                    _mm512_permutexvar_ps(q0, t),
+                    _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(q1), t),
+                    _mm512_permutexvar_ps(q1, t),
                 ];
                 for (a, x) in acc.iter_mut().zip(xs) {
                     let xb = x.as_ptr().add(b * NF4_BLOCK);
