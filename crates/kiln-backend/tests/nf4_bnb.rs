@@ -262,3 +262,45 @@ fn state_dict_errors_name_the_key() {
     .unwrap_err();
     assert!(err.to_string().contains("fp4"), "{err}");
 }
+
+#[test]
+fn matrices_from_bitsandbytes_tensors_hold_its_dequantized_weights() {
+    use kiln_backend::kernels::{QuantMatrix, WeightFormat, matvec};
+    for (name, format) in [
+        ("normal_bs64_dq", WeightFormat::Nf4),
+        ("wide_bs128", WeightFormat::Nf4),
+        ("wide_bs128_dq", WeightFormat::Nf4),
+        ("straddle_3x96_bs64", WeightFormat::F32),
+    ] {
+        let f = Fixture::load(name);
+        let t = Nf4Tensor::from_state_dict("w.weight", |k| f.raw(k)).unwrap();
+        let m = QuantMatrix::from_nf4(&t).unwrap();
+        assert_eq!(m.format(), format, "{name}");
+        let want = f.f32s("dequant");
+        assert_bits(name, "matrix weights", &m.dequantize(), &want);
+        let cols = m.cols();
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let mut y = vec![0.0f32; m.rows()];
+        matvec(&m, &x, &mut y);
+        for (r, &yr) in y.iter().enumerate() {
+            let row = &want[r * cols..(r + 1) * cols];
+            let exact: f64 = row
+                .iter()
+                .zip(&x)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            let abs: f64 = row
+                .iter()
+                .zip(&x)
+                .map(|(&a, &b)| f64::from(a * b).abs())
+                .sum();
+            let bound = cols as f64 * f64::from(f32::EPSILON) * abs;
+            assert!(
+                (f64::from(yr) - exact).abs() <= bound,
+                "{name} row {r}: {yr} vs {exact}"
+            );
+        }
+    }
+}

@@ -266,7 +266,7 @@ impl Nf4Tensor {
 
         let shaped = |t: &RawTensor<'_>, key: &str, want: &[&[usize]], elem: usize| {
             let ok = want.iter().any(|w| t.shape == *w)
-                && t.data.len() == t.shape.iter().product::<usize>() * elem;
+                && t.shape.iter().try_fold(elem, |a, &d| a.checked_mul(d)) == Some(t.data.len());
             if ok {
                 Ok(())
             } else {
