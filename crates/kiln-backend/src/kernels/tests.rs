@@ -4,7 +4,9 @@
 //! Tolerances (per output element, `w` the dequantized row, `x` the activations, `n` = cols):
 //! - rounding of the f32 arithmetic: `n · ε_f32 · Σ|w_i x_i|` (the textbook bound for a recursive
 //!   sum; the kernels' split accumulators only do better);
-//! - quantized formats add the 8-bit activation rounding: each `x_i` moves by at most half a step,
+//! - NF4 and the float formats take f32 activations: the rounding term alone (NF4's products are
+//!   exactly the dequantized weight times the activation);
+//! - Q4_0, Q4_1 and Q8_0 add the 8-bit activation rounding: each `x_i` moves by at most half a step,
 //!   `d/2 = max|x_block|/254`, so the error vector `e` has `‖e‖ ≤ √32/254 · ‖x‖` and
 //!   `|w·e| ≤ √32/254 · ‖w‖ · ‖x‖` (Cauchy–Schwarz).
 //!
