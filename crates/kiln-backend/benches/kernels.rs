@@ -32,7 +32,7 @@ fn matrix(format: WeightFormat, rows: usize, cols: usize, seed: u64) -> QuantMat
         // Keep scales and floats finite and small: patch the high byte of each f16/bf16/f32.
         let k = i % bb;
         match format {
-            WeightFormat::F32 if k == 3 => b = 0x3C,
+            WeightFormat::F32 | WeightFormat::Nf4 if k == 3 => b = 0x3C,
             WeightFormat::F16 | WeightFormat::BF16 if k == 1 => b &= 0x3C,
             WeightFormat::Q4_0 | WeightFormat::Q8_0 if k == 1 => b = 0x20,
             WeightFormat::Q4_1 if k == 1 || k == 3 => b = 0x20,
@@ -154,7 +154,13 @@ fn summary() {
     }
     println!("matmul (batched; GFLOP/s, weights hot):");
     for (rows, cols) in [(1536, 576), (576, 1536)] {
-        for format in [WeightFormat::Q4_1, WeightFormat::Q8_0, WeightFormat::F32] {
+        for format in [
+            WeightFormat::Q4_0,
+            WeightFormat::Q4_1,
+            WeightFormat::Q8_0,
+            WeightFormat::Nf4,
+            WeightFormat::F32,
+        ] {
             let w = matrix(format, rows, cols, 1);
             let mut line = format!("{:<6} {:>13}", format.to_string(), format!("{rows}x{cols}"));
             for n in [1, 8, 64] {
@@ -204,7 +210,12 @@ fn criterion_benches(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(10);
-    for format in [WeightFormat::Q4_1, WeightFormat::Q8_0] {
+    for format in [
+        WeightFormat::Q4_0,
+        WeightFormat::Q4_1,
+        WeightFormat::Q8_0,
+        WeightFormat::Nf4,
+    ] {
         let (rows, cols) = (1536, 576);
         let w = matrix(format, rows, cols, 1);
         for n in [8, 64] {

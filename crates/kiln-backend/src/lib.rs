@@ -12,7 +12,13 @@
 //! Asking for a device whose feature was not compiled in is an error that says which feature to enable.
 //!
 //! [`kernels`] holds Kiln's own CPU matrix-vector / matrix-matrix kernels over quantized (Q4_0, Q4_1,
-//! Q8_0) and float (F32, F16, BF16) weights in GGUF byte layouts, independent of burn.
+//! Q8_0) and float (F32, F16, BF16) weights in GGUF byte layouts, and over NF4 blocks, independent of
+//! burn.
+//!
+//! [`nf4`] is bitsandbytes' NF4 quantization (QLoRA's 4-bit NormalFloat, with optional double
+//! quantization of the scales), bit-identical to bitsandbytes 0.50.2 on the CPU, and the
+//! state-dict form transformers saves for 4-bit models;
+//! [`kernels::QuantMatrix::from_nf4`] turns such a weight into a matrix the kernels compute on.
 //!
 //! ```
 //! use kiln_backend::DeviceSpec;
@@ -25,6 +31,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub mod kernels;
+pub mod nf4;
 
 pub use burn::tensor::Device;
 
@@ -75,6 +82,9 @@ pub enum Error {
         /// Bytes the owner holds.
         len: usize,
     },
+    /// An NF4 tensor could not be quantized, read, or turned into a matrix.
+    #[error(transparent)]
+    Nf4(#[from] nf4::Nf4Error),
     /// A weight matrix's size in bytes overflows `usize`.
     #[error("a {rows}x{cols} matrix is too large to address")]
     ShapeOverflow {

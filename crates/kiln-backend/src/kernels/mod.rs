@@ -19,6 +19,13 @@
 //!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
 //! - **F16, BF16, F32**: the weights are widened to f32 (F16C / AVX-512 conversions) and multiplied
 //!   with fused multiply-adds in f32.
+//! - **NF4** (bitsandbytes' 4-bit NormalFloat, see [`crate::nf4`] and [`QuantMatrix::from_nf4`]):
+//!   per 64-weight block the 16-entry code table is scaled by the block's f32 absmax and the weights
+//!   are looked up in it (`vpermps` from one zmm register on AVX-512; two `vpermps` and a blend on
+//!   AVX2), then multiplied with the **f32** activations (no activation quantization): each product
+//!   is exactly `w·x` with `w` bitsandbytes' dequantized weight, so the result differs from the f32
+//!   reference only by summation order. [`matmul`] on AVX-512 looks each block up once for four
+//!   activation rows.
 //!
 //! The SIMD path is detected once per process ([`SimdPath::detect`]); the `*_with` functions force a
 //! path (tests use that to check every path against the reference). Work is split across output rows in
@@ -47,6 +54,7 @@ use rayon::prelude::*;
 
 use crate::{Error, Result};
 
+mod nf4;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -70,25 +78,31 @@ pub enum WeightFormat {
     Q4_1,
     /// 34-byte blocks of 32: `d: f16`, 32 `i8`; value = `q · d`.
     Q8_0,
+    /// Kiln's NF4 layout (not a GGUF type): 36-byte blocks of 64, `absmax: f32`, then 32 bytes of
+    /// codes, element `2j` in the high nibble of byte `j` (bitsandbytes' order); value =
+    /// `NF4_CODE[q] · absmax`. Built by [`QuantMatrix::from_nf4`].
+    Nf4,
 }
 
 impl WeightFormat {
     /// Every format.
-    pub const ALL: [WeightFormat; 6] = [
+    pub const ALL: [WeightFormat; 7] = [
         WeightFormat::F32,
         WeightFormat::F16,
         WeightFormat::BF16,
         WeightFormat::Q4_0,
         WeightFormat::Q4_1,
         WeightFormat::Q8_0,
+        WeightFormat::Nf4,
     ];
 
-    /// Elements per block: 32 for the block formats, 1 for the float formats.
+    /// Elements per block: 32 for the GGUF block formats, 64 for NF4, 1 for the float formats.
     #[must_use]
     pub fn block_elems(self) -> usize {
         match self {
             WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 => 1,
             WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0 => BLOCK,
+            WeightFormat::Nf4 => nf4::NF4_BLOCK,
         }
     }
 
@@ -101,13 +115,18 @@ impl WeightFormat {
             WeightFormat::Q4_0 => 18,
             WeightFormat::Q4_1 => 20,
             WeightFormat::Q8_0 => 34,
+            WeightFormat::Nf4 => nf4::NF4_BLOCK_BYTES,
         }
     }
 
-    /// Whether the kernels quantize activations to 8 bits for this format.
+    /// Whether the kernels quantize activations to 8 bits for this format (Q4_0, Q4_1, Q8_0; NF4
+    /// and the float formats take f32 activations).
     #[must_use]
     pub fn is_quantized(self) -> bool {
-        self.block_elems() > 1
+        matches!(
+            self,
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0
+        )
     }
 
     /// Bytes of one row of `cols` elements, or `None` when `cols` is not a whole number of blocks or
@@ -145,6 +164,7 @@ impl fmt::Display for WeightFormat {
             WeightFormat::Q4_0 => "Q4_0",
             WeightFormat::Q4_1 => "Q4_1",
             WeightFormat::Q8_0 => "Q8_0",
+            WeightFormat::Nf4 => "NF4",
         })
     }
 }
@@ -394,6 +414,8 @@ pub struct Scratch {
     d: Vec<f32>,
     /// Per block: `d · Σq`, the block sum of the dequantized activations.
     s: Vec<f32>,
+    /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
+    xf: Vec<f32>,
 }
 
 impl Scratch {
@@ -411,6 +433,7 @@ impl Scratch {
             qs: Vec::with_capacity(n * cols),
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
+            xf: Vec::new(),
         }
     }
 
@@ -487,6 +510,13 @@ fn rows_kernel(
     out: &mut [f32],
 ) {
     debug_assert_eq!(rows.len(), row_bytes * out.len());
+    if format == WeightFormat::Nf4 {
+        let Input::F32(x) = input else {
+            unreachable!("NF4 takes f32 activations")
+        };
+        nf4::rows(path, rows, row_bytes, x, out);
+        return;
+    }
     match path {
         SimdPath::Scalar => scalar::rows(format, rows, row_bytes, input, out),
         #[cfg(target_arch = "x86_64")]
@@ -546,6 +576,9 @@ pub fn matvec_with(
     let input = if w.format.is_quantized() {
         scratch.quantize(x);
         Input::Q8(scratch.view(0, w.cols / BLOCK))
+    } else if w.format == WeightFormat::Nf4 {
+        nf4::deinterleave(x, &mut scratch.xf);
+        Input::F32(&scratch.xf)
     } else {
         Input::F32(x)
     };
@@ -621,7 +654,15 @@ pub fn matmul_with(
     if quantized {
         scratch.quantize(x);
     }
+    if w.format == WeightFormat::Nf4 {
+        nf4::deinterleave(x, &mut scratch.xf);
+    }
     let scratch = &*scratch;
+    let x: &[f32] = if w.format == WeightFormat::Nf4 {
+        &scratch.xf
+    } else {
+        x
+    };
     let input = |j: usize| {
         if quantized {
             Input::Q8(scratch.view(j, blocks))
@@ -654,6 +695,23 @@ pub fn matmul_with(
                 // SAFETY: `path.is_supported()` was asserted, so the CPU has AVX-512 F/BW/VL/VNNI.
                 unsafe { x86::rows_avx512_tile(w.format, wc, rb, &acts, &mut outs) };
                 first += x86::TILE;
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if path == SimdPath::Avx512 && w.format == WeightFormat::Nf4 {
+            while first + nf4::TILE <= n {
+                let j = first;
+                let xs: [&[f32]; nf4::TILE] =
+                    std::array::from_fn(|t| &x[(j + t) * w.cols..(j + t + 1) * w.cols]);
+                let mut outs: [&mut [f32]; nf4::TILE] = std::array::from_fn(|t| {
+                    // SAFETY: as below; the `TILE` ranges are distinct activation rows `j + t`.
+                    unsafe {
+                        std::slice::from_raw_parts_mut(out.get().add((j + t) * rows + r0), r1 - r0)
+                    }
+                });
+                // SAFETY: `path.is_supported()` was asserted, so the CPU has AVX-512 F/BW/VL/VNNI.
+                unsafe { nf4::rows_tile_avx512(wc, rb, &xs, &mut outs) };
+                first += nf4::TILE;
             }
         }
         for j in first..n {

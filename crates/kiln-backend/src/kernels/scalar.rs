@@ -79,6 +79,7 @@ pub(crate) fn dequantize(format: WeightFormat, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        WeightFormat::Nf4 => super::nf4::dequantize(row, out),
     }
 }
 
@@ -168,8 +169,8 @@ fn dot_q8(format: WeightFormat, row: &[u8], a: Q8View<'_>) -> f32 {
                 sum += d * dx * isum as f32;
             }
         }
-        WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 => {
-            unreachable!("float formats take f32 activations")
+        WeightFormat::F32 | WeightFormat::F16 | WeightFormat::BF16 | WeightFormat::Nf4 => {
+            unreachable!("float and NF4 formats take f32 activations")
         }
     }
     sum

@@ -4,7 +4,9 @@
 //! Tolerances (per output element, `w` the dequantized row, `x` the activations, `n` = cols):
 //! - rounding of the f32 arithmetic: `n · ε_f32 · Σ|w_i x_i|` (the textbook bound for a recursive
 //!   sum; the kernels' split accumulators only do better);
-//! - quantized formats add the 8-bit activation rounding: each `x_i` moves by at most half a step,
+//! - NF4 and the float formats take f32 activations: the rounding term alone (NF4's products are
+//!   exactly the dequantized weight times the activation);
+//! - Q4_0, Q4_1 and Q8_0 add the 8-bit activation rounding: each `x_i` moves by at most half a step,
 //!   `d/2 = max|x_block|/254`, so the error vector `e` has `‖e‖ ≤ √32/254 · ‖x‖` and
 //!   `|w·e| ≤ √32/254 · ‖w‖ · ‖x‖` (Cauchy–Schwarz).
 //!
@@ -48,6 +50,10 @@ fn random_matrix(rng: &mut StdRng, format: WeightFormat, rows: usize, cols: usiz
                 bytes.extend(f16_bytes(rng.random_range(0.0f32..0.02)));
                 bytes.extend(f16_bytes(rng.random_range(-0.2f32..0.0)));
                 bytes.extend((0..16).map(|_| rng.random::<u8>()));
+            }
+            WeightFormat::Nf4 => {
+                bytes.extend(rng.random_range(0.0f32..0.05).to_le_bytes());
+                bytes.extend((0..32).map(|_| rng.random::<u8>()));
             }
         }
     }
@@ -124,6 +130,9 @@ fn every_format_path_and_shape_matches_the_reference() {
     for format in WeightFormat::ALL {
         for &rows in &ROWS {
             for &cols in &COLS {
+                if !cols.is_multiple_of(format.block_elems()) {
+                    continue;
+                }
                 let w = random_matrix(&mut rng, format, rows, cols);
                 let x = random_x(&mut rng, cols);
                 let r = reference(&w, &x);
@@ -168,7 +177,10 @@ fn every_format_path_and_shape_matches_the_reference() {
 fn matmul_equals_repeated_matvec() {
     let mut rng = StdRng::seed_from_u64(9);
     for format in WeightFormat::ALL {
-        for (rows, cols, n) in [(33, 96, 1), (577, 576, 3), (40, 1536, 8), (7, 32, 17)] {
+        for (rows, cols, n) in [(33, 96, 1), (577, 576, 3), (40, 1536, 8), (7, 32usize, 17)] {
+            if !cols.is_multiple_of(format.block_elems()) {
+                continue;
+            }
             let w = random_matrix(&mut rng, format, rows, cols);
             let x = random_x(&mut rng, n * cols);
             for path in SimdPath::supported() {
@@ -355,13 +367,13 @@ fn unaligned_shared_bytes_work() {
     // A memory map hands over tensors at arbitrary offsets: run on bytes starting at an odd address.
     let mut rng = StdRng::seed_from_u64(12);
     for format in WeightFormat::ALL {
-        let w = random_matrix(&mut rng, format, 9, 96);
+        let w = random_matrix(&mut rng, format, 9, 128);
         let mut buf = vec![7u8; 3];
         buf.extend_from_slice(w.bytes());
         let len = buf.len();
         let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(buf);
-        let shared = QuantMatrix::from_shared(format, 9, 96, owner, 3..len).unwrap();
-        let x = random_x(&mut rng, 96);
+        let shared = QuantMatrix::from_shared(format, 9, 128, owner, 3..len).unwrap();
+        let x = random_x(&mut rng, 128);
         for path in SimdPath::supported() {
             let (mut a, mut b) = (vec![0.0; 9], vec![0.0; 9]);
             matvec_with(path, &w, &x, &mut a, &mut Scratch::new());
@@ -390,4 +402,61 @@ fn nearest_int_rounds_like_round_ties_even() {
     ] {
         assert_eq!(super::nearest_int(v), v.round_ties_even() as i32, "{v}");
     }
+}
+
+#[test]
+fn nf4_matrices_compute_on_the_dequantized_weights() {
+    use crate::nf4;
+    let mut rng = StdRng::seed_from_u64(13);
+    // (rows, cols, blocksize, double quant, expected format)
+    let cases = [
+        (33, 576, 64, true, WeightFormat::Nf4),
+        (7, 128, 128, false, WeightFormat::Nf4),
+        (5, 256, 4096, true, WeightFormat::Nf4),
+        (3, 96, 64, false, WeightFormat::F32), // blocks straddle rows
+        (4, 128, 32, true, WeightFormat::F32), // two scales per 64 weights
+    ];
+    for (rows, cols, bs, dq, format) in cases {
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| rng.random_range(-1.0f32..1.0) * if i % 97 == 0 { 8.0 } else { 0.1 })
+            .collect();
+        let t = nf4::quantize(&data, &[rows, cols], bs, dq).unwrap();
+        let w = QuantMatrix::from_nf4(&t).unwrap();
+        assert_eq!(w.format(), format, "{rows}x{cols} bs {bs}");
+        let want = t.dequantize();
+        let got = w.dequantize();
+        assert!(
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{rows}x{cols} bs {bs}: dequantized weights differ"
+        );
+        let x = random_x(&mut rng, cols);
+        let r = reference(&w, &x);
+        for path in SimdPath::supported() {
+            let mut y = vec![f32::NAN; rows];
+            matvec_with(path, &w, &x, &mut y, &mut Scratch::new());
+            for i in 0..rows {
+                let err = (f64::from(y[i]) - r.y[i]).abs();
+                assert!(
+                    err <= r.round[i],
+                    "{rows}x{cols} {path:?} row {i}: err {err:e}"
+                );
+            }
+            // One-hot activations pick single weights exactly: catches nibble order and lanes.
+            for k in [0, 1, 2, 17, 33, 62, 63, cols - 1] {
+                let mut e = vec![0.0f32; cols];
+                e[k] = 1.0;
+                matvec_with(path, &w, &e, &mut y, &mut Scratch::new());
+                for i in 0..rows {
+                    assert_eq!(y[i], want[i * cols + k], "{path:?} row {i} col {k}");
+                }
+            }
+        }
+    }
+    let t = nf4::quantize(&[0.5; 128], &[128], 64, false).unwrap();
+    assert!(matches!(
+        QuantMatrix::from_nf4(&t),
+        Err(Error::Nf4(nf4::Nf4Error::NotAMatrix(_)))
+    ));
 }
