@@ -46,6 +46,7 @@ fn main() -> Result<()> {
     let options = kiln::llama::LoadOptions {
         device: device.parse()?,
         engine: engine.parse()?,
+        ..Default::default()
     };
     let model = kiln::llama::LlamaGenerator::load(&model_path, &options)?;
     let vocab = model.config().vocab_size as u32;

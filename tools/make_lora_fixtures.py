@@ -91,6 +91,8 @@ def tidy(d: Path, base: str) -> None:
     cfg_path = d / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = f"tests/fixtures/llama/{base}"
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])  # PEFT stores a set
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
@@ -127,6 +129,45 @@ def make_adapter(name: str, base: str, kwargs: dict, out: Path, seed: int) -> No
         + "\n"
     )
     print(f"{name}: {sum(1 for _ in d.iterdir())} files, logits {tuple(logits.shape)}")
+
+
+def make_qlora_reference(out: Path) -> None:
+    """QLoRA's numerics: every decoder projection of the ``gqa`` base rounded to NF4 exactly as
+    bitsandbytes stores it (``quantize_4bit(nf4, blocksize=64, compress_statistics=True)`` then
+    ``dequantize_4bit``), computed in float32, with the ``qv_basic`` adapter on top."""
+    import bitsandbytes.functional as bnbf
+
+    base = load_base("gqa")
+    with torch.no_grad():
+        for name, mod in base.named_modules():
+            if name.startswith("model.layers.") and name.endswith("_proj"):
+                w = mod.weight.data
+                # Quantized as bitsandbytes does (it flattens the weight); dequantized from the
+                # flat form, because bitsandbytes' AVX-512 CPU dequantizer mis-reads blocks that
+                # straddle rows of a 2-D weight (down_proj here, 176 columns).
+                q, st = bnbf.quantize_4bit(w.flatten(), quant_type="nf4", blocksize=64, compress_statistics=True)
+                mod.weight.data = bnbf.dequantize_4bit(q, st).to(torch.float32).reshape(w.shape)
+    model = PeftModel.from_pretrained(base, out / "qv_basic")
+    model.eval()
+    ref = json.loads((BASES / "gqa" / "reference.json").read_text())
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor(ref["input_ids"])).logits
+    import bitsandbytes
+
+    (out / "qlora_qv_reference.json").write_text(
+        json.dumps(
+            {
+                "base": "gqa",
+                "adapter": "qv_basic",
+                "input_ids": ref["input_ids"],
+                "logits": f32_list(logits),
+                "bitsandbytes_version": bitsandbytes.__version__,
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
+    print(f"qlora_qv_reference: logits {tuple(logits.shape)}")
 
 
 def make_train_step(out: Path) -> None:
@@ -190,6 +231,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     for i, (name, (base, kwargs)) in enumerate(ADAPTERS.items()):
         make_adapter(name, base, kwargs, out, seed=100 + i)
+    make_qlora_reference(out)
     make_train_step(out)
     return 0
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use kiln_core::AdapterChoice;
 use kiln_core::{
     CancelToken, ChatMessage, GenerationRequest, Prompt, SamplingParams, StopConditions,
     StreamEvent, TextGenerator, Tokenizer,
 };
-use kiln_core::AdapterChoice;
 use kiln_llama::LlamaGenerator;
 
 mod tune;
@@ -61,6 +61,10 @@ pub struct ModelArgs {
     /// Engine: auto (Kiln's quantized CPU kernels on the CPU, burn on GPUs), burn, or cpu.
     #[arg(long, default_value = "auto")]
     engine: String,
+    /// Quantize the projections of an f32/f16/bf16 checkpoint to NF4 at load (bitsandbytes'
+    /// format; 4-bit weights on the CPU kernels).
+    #[arg(long)]
+    nf4: bool,
     /// A PEFT LoRA adapter directory to apply, optionally `DIR@WEIGHT` (repeatable).
     #[arg(long)]
     adapter: Vec<String>,
@@ -169,6 +173,7 @@ fn load(args: &ModelArgs) -> Result<(LlamaGenerator, Vec<AdapterChoice>)> {
     let options = kiln_llama::LoadOptions {
         device: args.device.parse().context("selecting the device")?,
         engine: args.engine.parse()?,
+        nf4: args.nf4,
     };
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use kiln_core::{AdapterChoice, ChatMessage, GenerationRequest, Role, SamplingParams, TextGenerator};
+use kiln_core::{
+    AdapterChoice, ChatMessage, GenerationRequest, Role, SamplingParams, TextGenerator,
+};
 use kiln_eval::{Report, Sample};
 use kiln_llama::kiln_lora::train::{AdamWConfig, Schedule};
 use kiln_llama::kiln_lora::{LoraAdapter, LoraConfig, TargetModules};
@@ -278,8 +280,8 @@ pub fn merge(a: &MergeArgs) -> Result<()> {
     let mut adapters = Vec::new();
     for spec in &a.adapter {
         let (dir, w) = parse_adapter(spec)?;
-        let adapter =
-            LoraAdapter::load(&dir).with_context(|| format!("loading adapter {}", dir.display()))?;
+        let adapter = LoraAdapter::load(&dir)
+            .with_context(|| format!("loading adapter {}", dir.display()))?;
         adapters.push((adapter, w));
     }
     let r = merge_to_hf(&a.model, &adapters, &a.output, dtype)?;
@@ -297,7 +299,11 @@ fn eval_rows(path: &Path) -> Result<Vec<(Vec<ChatMessage>, String, Option<String
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let at = || format!("{}:{}", path.display(), n + 1);
         let v: Value = serde_json::from_str(line).with_context(at)?;
         let mut messages: Vec<ChatMessage> =
@@ -305,7 +311,10 @@ fn eval_rows(path: &Path) -> Result<Vec<(Vec<ChatMessage>, String, Option<String
                 .with_context(|| format!("{}: `messages`", at()))?;
         match messages.last() {
             Some(m) if m.role == Role::Assistant => {}
-            _ => bail!("{}: the last message must be the assistant's reference", at()),
+            _ => bail!(
+                "{}: the last message must be the assistant's reference",
+                at()
+            ),
         }
         let reference = messages.pop().map(|m| m.text_content()).unwrap_or_default();
         let answer = v.get("answer").and_then(Value::as_str).map(str::to_string);

@@ -43,6 +43,9 @@ pub struct LoadOptions {
     pub device: DeviceSpec,
     /// The engine.
     pub engine: EngineKind,
+    /// Quantize the decoder projections of an f32/f16/bf16 checkpoint to NF4 at load, exactly
+    /// as bitsandbytes does (QLoRA's base). GGUF files keep their own block formats.
+    pub nf4: bool,
 }
 
 /// A loaded network.

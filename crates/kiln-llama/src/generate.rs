@@ -17,7 +17,7 @@ use crate::config::LlamaConfig;
 use crate::cpu::CpuLlama;
 use crate::engine::{Engine, EngineKind, LoadOptions, ModelCache, Target};
 use crate::gguf::{GgufFile, tokenizer_from_gguf};
-use crate::load::{GgufWeights, HfDirectory, config_from_gguf};
+use crate::load::{GgufWeights, HfDirectory, Nf4Rounded, config_from_gguf};
 use crate::lora::{AdapterMix, LlamaAdapter};
 use crate::model::Llama;
 use crate::sampling::{Sampler, log_softmax};
@@ -70,7 +70,17 @@ impl LlamaGenerator {
     /// Errors naming the file and the problem: missing files, malformed formats, missing or
     /// mis-shaped tensors, unsupported architectures or tensor types.
     pub fn open(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::open_target(path.as_ref(), &Target::Burn(device))
+        Self::open_target(path.as_ref(), &Target::Burn(device), false)
+    }
+
+    /// Opens a model on burn as QLoRA's base: the decoder projections of an HF checkpoint are
+    /// rounded to NF4 (bitsandbytes-exact, block 64, double quantization); a GGUF file keeps the
+    /// values of its block format. burn holds the dequantized values.
+    ///
+    /// # Errors
+    /// As [`LlamaGenerator::open`].
+    pub fn open_qlora(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::open_target(path.as_ref(), &Target::Burn(device), true)
     }
 
     /// Opens a model with a device and engine choice: [`EngineKind::Auto`] runs Kiln's CPU kernels on
@@ -93,16 +103,16 @@ impl LlamaGenerator {
             EngineKind::Burn => false,
         };
         if cpu {
-            Self::open_target(path.as_ref(), &Target::Cpu)
+            Self::open_target(path.as_ref(), &Target::Cpu, options.nf4)
         } else {
             let device = options.device.device()?;
-            Self::open_target(path.as_ref(), &Target::Burn(&device))
+            Self::open_target(path.as_ref(), &Target::Burn(&device), options.nf4)
         }
     }
 
-    fn open_target(path: &Path, target: &Target<'_>) -> Result<Self> {
+    fn open_target(path: &Path, target: &Target<'_>, nf4: bool) -> Result<Self> {
         if path.is_dir() {
-            return Self::open_hf_dir(path, target);
+            return Self::open_hf_dir(path, target, nf4);
         }
         if !path.exists() {
             return Err(Error::io(
@@ -121,9 +131,13 @@ impl LlamaGenerator {
         })
     }
 
-    fn open_hf_dir(dir: &Path, target: &Target<'_>) -> Result<Self> {
+    fn open_hf_dir(dir: &Path, target: &Target<'_>, nf4: bool) -> Result<Self> {
         let hf = HfDirectory::open(dir)?;
-        let engine = target.build(hf.config.clone(), &hf.weights)?;
+        let engine = if nf4 {
+            target.build(hf.config.clone(), &Nf4Rounded::new(&hf.weights))?
+        } else {
+            target.build(hf.config.clone(), &hf.weights)?
+        };
         let chat_template = hf
             .special
             .chat_template

@@ -190,3 +190,50 @@ fn mismatched_adapters_are_refused() {
     let e = model.add_adapter(a).unwrap_err().to_string();
     assert!(e.contains("q_proj") && e.contains("64"), "{e}");
 }
+
+/// QLoRA's base: every decoder projection rounded to NF4 as bitsandbytes stores it, the adapter
+/// on top. burn (`open_qlora`, dequantized values) and the CPU engine (`nf4: true`, multiplying
+/// on the NF4 blocks) both give the reference computed from bitsandbytes' dequantized weights.
+#[test]
+fn qlora_base_matches_bitsandbytes_nf4() {
+    let r = json(root().join("lora/qlora_qv_reference.json"));
+    let dir = root().join("llama/gqa");
+    let burn = LlamaGenerator::open_qlora(&dir, &kiln_backend::device("cpu").unwrap()).unwrap();
+    let cpu = LlamaGenerator::load(
+        &dir,
+        &LoadOptions {
+            engine: EngineKind::Cpu,
+            nf4: true,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    let plain = LlamaGenerator::load(
+        &dir,
+        &LoadOptions {
+            engine: EngineKind::Cpu,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    for (engine, model) in [("burn", &burn), ("cpu", &cpu), ("f32", &plain)] {
+        model
+            .load_adapter("qv", root().join("lora/qv_basic"))
+            .unwrap();
+        let mix = model
+            .mix(&[AdapterChoice {
+                name: "qv".into(),
+                weight: 1.0,
+            }])
+            .unwrap();
+        for (b, seq) in r["input_ids"].as_array().unwrap().iter().enumerate() {
+            let got = model.forward_all_with(&ids(seq), &mix).unwrap();
+            let d = max_diff(&got, &flat(&r["logits"][b]));
+            if engine == "f32" {
+                assert!(d > 1e-3, "NF4 rounding should change the logits ({d})");
+            } else {
+                assert!(d <= TOLERANCE, "qlora on {engine}: max |diff| {d}");
+            }
+        }
+    }
+}

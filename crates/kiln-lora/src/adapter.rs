@@ -532,7 +532,10 @@ pub fn average(adapters: &[LoraAdapter], weights: &[f64]) -> Result<LoraAdapter>
             w.b.iter_mut().zip(&o.b).for_each(|(x, y)| *x += f * y);
         }
     }
-    if let Some(a) = adapters.iter().find(|a| a.modules.len() != out.modules.len()) {
+    if let Some(a) = adapters
+        .iter()
+        .find(|a| a.modules.len() != out.modules.len())
+    {
         return Err(Error::Mismatch {
             adapter: a.name.clone(),
             module: "*".into(),

@@ -3,10 +3,12 @@
 
 mod gguf;
 mod hf;
+mod nf4;
 mod safetensors;
 
 pub use gguf::{GgufWeights, config_from_gguf};
 pub use hf::HfDirectory;
+pub use nf4::{Nf4Rounded, QLORA_BLOCKSIZE};
 pub use safetensors::SafetensorsWeights;
 
 use kiln_backend::kernels::{QuantMatrix, WeightFormat};
