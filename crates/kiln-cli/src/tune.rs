@@ -295,7 +295,10 @@ pub fn merge(a: &MergeArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_rows(path: &Path) -> Result<Vec<(Vec<ChatMessage>, String, Option<String>)>> {
+/// An evaluation row: the prompt messages, the reference answer, the short canonical answer.
+type EvalRow = (Vec<ChatMessage>, String, Option<String>);
+
+fn eval_rows(path: &Path) -> Result<Vec<EvalRow>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
