@@ -252,6 +252,9 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
             .map_or(String::new(), |e| format!(", evaluating on {}", e.len()))
     );
     let report = Trainer::new(&model, config)?.run(&train, eval.as_deref(), &a.output)?;
+    if let Some(step) = report.resumed_from {
+        eprintln!("resumed from the checkpoint of step {step}");
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
