@@ -9,10 +9,11 @@
 //! | `backend`         | kiln-backend   | `llama`          |
 //! | `llama`           | kiln-llama     | `llama` (default)|
 //! | `prompt`          | kiln-prompt    | `prompt` (no burn)|
+//! | `lora`            | kiln-lora      | `lora`           |
+//! | `eval`            | kiln-eval      | `eval` (no burn) |
 //!
 //! GPU backends: `wgpu` (Vulkan, Metal, DX12, or Mesa's software Vulkan) and `cuda`.
-//! The LoRA, CLIP and serving crates join the facade under the features `lora`, `clip` and `serve` as
-//! they land.
+//! The CLIP and serving crates join the facade under the features `clip` and `serve` as they land.
 //!
 //! ```no_run
 //! # #[cfg(feature = "llama")] {
@@ -41,3 +42,9 @@ pub use kiln_llama as llama;
 
 #[cfg(feature = "prompt")]
 pub use kiln_prompt as prompt;
+
+#[cfg(feature = "lora")]
+pub use kiln_lora as lora;
+
+#[cfg(feature = "eval")]
+pub use kiln_eval as eval;

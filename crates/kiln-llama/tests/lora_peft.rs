@@ -237,3 +237,27 @@ fn qlora_base_matches_bitsandbytes_nf4() {
         }
     }
 }
+
+/// An adapter trained by `kiln finetune` (committed by `tools/verify_kiln_adapters.py`, which
+/// also checked that transformers loads `kiln merge` output with PEFT's logits) gives, in Kiln,
+/// the logits PEFT computes with it.
+#[test]
+fn kiln_trained_adapters_match_peft() {
+    let dir = root().join("lora/kiln_trained");
+    let r = json(dir.join("peft_reference.json"));
+    assert!(r["merged_vs_peft_max_diff"].as_f64().unwrap() <= 1e-4);
+    for (engine, model) in engines("gqa") {
+        model.load_adapter("kiln", dir.join("adapter")).unwrap();
+        let mix = model
+            .mix(&[AdapterChoice {
+                name: "kiln".into(),
+                weight: 1.0,
+            }])
+            .unwrap();
+        for (b, seq) in r["input_ids"].as_array().unwrap().iter().enumerate() {
+            let got = model.forward_all_with(&ids(seq), &mix).unwrap();
+            let d = max_diff(&got, &flat(&r["logits"][b]));
+            assert!(d <= TOLERANCE, "kiln-trained adapter on {engine}: {d}");
+        }
+    }
+}

@@ -99,21 +99,32 @@ pub fn loss_sum(model: &Llama, factors: &StepFactors, batch: &Batch) -> Result<(
     let device = model.device().clone();
     let ids = model.ids_tensor(&batch.ids, b);
     let mut cache = crate::KvCache::new(model.config.num_hidden_layers, t);
-    let logits = model.forward_with(ids, &mut cache, &Tracked(factors))?;
-    let v = model.config.vocab_size;
-    let logits = logits.slice([0..b, 0..t - 1, 0..v]);
-    let lp = log_softmax(logits, 2);
-    let mut targets = Vec::with_capacity(b * (t - 1));
-    let mut mask = Vec::with_capacity(b * (t - 1));
+    let adapter = Tracked(factors);
+    let hidden = model.hidden_states_with(ids, &mut cache, &adapter)?;
+    // Only positions whose next token is a label go through the output layer (the vocabulary
+    // projection dominates a small model's cost, and prompts are most of a chat's tokens).
+    let mut rows = Vec::with_capacity(count);
+    let mut targets = Vec::with_capacity(count);
     for row in 0..b {
         for i in 1..t {
             let l = batch.labels[row * t + i];
-            targets.push(if l == IGNORE { 0 } else { l });
-            mask.push(if l == IGNORE { 0f32 } else { 1.0 });
+            if l != IGNORE {
+                rows.push((row * t + i - 1) as i64);
+                targets.push(l);
+            }
         }
     }
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t - 1, 1]), &device);
-    let mask = Tensor::<3>::from_data(TensorData::new(mask, [b, t - 1, 1]), &device);
-    let picked = lp.gather(2, targets).mul(mask);
+    let d = model.config.hidden_size;
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [count]), &device);
+    let picked_hidden = hidden
+        .reshape([b * t, d])
+        .select(0, rows)
+        .reshape([1, count, d]);
+    let logits = model
+        .lm_head
+        .forward_at(picked_hidden, Site::LmHead, &adapter);
+    let lp = log_softmax(logits, 2);
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, count, 1]), &device);
+    let picked = lp.gather(2, targets);
     Ok((picked.sum().neg(), count))
 }
