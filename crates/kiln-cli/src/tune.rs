@@ -91,6 +91,15 @@ pub struct FinetuneArgs {
     /// Device (cpu, wgpu, vulkan, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Knowledge distillation from this teacher model (same vocabulary; runs on the CPU kernels).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Weight of the teacher's KL term (with --teacher).
+    #[arg(long, default_value_t = 0.5)]
+    pub distill_alpha: f64,
+    /// Softmax temperature of distillation (with --teacher).
+    #[arg(long, default_value_t = 2.0)]
+    pub distill_temperature: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -240,6 +249,10 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         eval_every: a.eval_every,
         save_every: a.save_every,
         max_steps: a.max_steps,
+        distill: a.teacher.as_ref().map(|_| kiln_llama::train::Distill {
+            alpha: a.distill_alpha,
+            temperature: a.distill_temperature,
+        }),
         stop_after: None,
         progress: !a.json,
     };
@@ -251,7 +264,18 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         eval.as_ref()
             .map_or(String::new(), |e| format!(", evaluating on {}", e.len()))
     );
-    let report = Trainer::new(&model, config)?.run(&train, eval.as_deref(), &a.output)?;
+    let teacher = match &a.teacher {
+        Some(p) => Some(
+            LlamaGenerator::load(p, &kiln_llama::LoadOptions::default())
+                .with_context(|| format!("loading teacher {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut trainer = Trainer::new(&model, config)?;
+    if let Some(t) = &teacher {
+        trainer = trainer.with_teacher(t)?;
+    }
+    let report = trainer.run(&train, eval.as_deref(), &a.output)?;
     if let Some(step) = report.resumed_from {
         eprintln!("resumed from the checkpoint of step {step}");
     }

@@ -237,6 +237,24 @@ fn merge_eval_and_average_run_on_a_trained_adapter() {
 }
 
 #[test]
+fn distillation_from_a_teacher_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data(tmp.path());
+    let out = tmp.path().join("kd");
+    let model = fixture();
+    let mut args = finetune_args(data.to_str().unwrap(), out.to_str().unwrap(), "4");
+    args.extend([
+        "--teacher",
+        model.to_str().unwrap(),
+        "--distill-alpha",
+        "0.5",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&kiln(&args))).unwrap();
+    assert_eq!(report["steps"], 4);
+    assert!(out.join("adapter_model.safetensors").exists());
+}
+
+#[test]
 fn bad_finetune_input_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.jsonl");

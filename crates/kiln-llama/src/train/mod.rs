@@ -86,6 +86,61 @@ impl LinearAdapter for Tracked<'_> {
 /// # Errors
 /// A batch longer than the context, or with no label token.
 pub fn loss_sum(model: &Llama, factors: &StepFactors, batch: &Batch) -> Result<(Tensor<1>, usize)> {
+    loss_sum_distilled(model, factors, batch, None)
+}
+
+/// Knowledge distillation (Hinton et al., 2015): the loss mixes cross-entropy on the labels with
+/// the KL divergence from a teacher's softened distribution,
+/// `(1 − alpha) · CE + alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T))`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Distill {
+    /// Weight of the teacher term, in `[0, 1]`.
+    pub alpha: f64,
+    /// Softmax temperature `T > 0`.
+    pub temperature: f64,
+}
+
+/// Teacher logits at the label positions of `batch`, in the order [`loss_sum_distilled`] uses
+/// (row by row, position by position): `[count, vocab]`.
+///
+/// # Errors
+/// A teacher whose vocabulary differs from the student's, or forward errors.
+pub fn teacher_logits(
+    teacher: &crate::LlamaGenerator,
+    batch: &Batch,
+    vocab: usize,
+) -> Result<Vec<f32>> {
+    if teacher.config().vocab_size != vocab {
+        return Err(Error::Invalid(format!(
+            "the teacher's vocabulary ({}) differs from the student's ({vocab})",
+            teacher.config().vocab_size
+        )));
+    }
+    let t = batch.seq;
+    let mut out = Vec::new();
+    for row in 0..batch.batch {
+        let ids = &batch.ids[row * t..(row + 1) * t];
+        let logits = teacher.forward_all(ids)?;
+        for i in 1..t {
+            if batch.labels[row * t + i] != IGNORE {
+                out.extend_from_slice(&logits[(i - 1) * vocab..i * vocab]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`loss_sum`] with an optional distillation term: `teacher` holds the teacher's logits at the
+/// label positions ([`teacher_logits`]).
+///
+/// # Errors
+/// As [`loss_sum`], and teacher logits of the wrong size.
+pub fn loss_sum_distilled(
+    model: &Llama,
+    factors: &StepFactors,
+    batch: &Batch,
+    teacher: Option<(&[f32], Distill)>,
+) -> Result<(Tensor<1>, usize)> {
     let (b, t) = (batch.batch, batch.seq);
     if t < 2 {
         return Err(Error::Invalid(
@@ -123,8 +178,28 @@ pub fn loss_sum(model: &Llama, factors: &StepFactors, batch: &Batch) -> Result<(
     let logits = model
         .lm_head
         .forward_at(picked_hidden, Site::LmHead, &adapter);
-    let lp = log_softmax(logits, 2);
+    let v = model.config.vocab_size;
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, count, 1]), &device);
-    let picked = lp.gather(2, targets);
-    Ok((picked.sum().neg(), count))
+    let ce = log_softmax(logits.clone(), 2)
+        .gather(2, targets)
+        .sum()
+        .neg();
+    let Some((teacher, d)) = teacher else {
+        return Ok((ce, count));
+    };
+    if teacher.len() != count * v {
+        return Err(Error::Invalid(format!(
+            "teacher logits hold {} values, expected {count} x {v}",
+            teacher.len()
+        )));
+    }
+    let temp = d.temperature as f32;
+    let tl = Tensor::<3>::from_data(TensorData::new(teacher.to_vec(), [1, count, v]), &device);
+    let log_pt = log_softmax(tl.div_scalar(temp), 2);
+    let log_ps = log_softmax(logits.div_scalar(temp), 2);
+    let kl = log_pt.clone().exp().mul(log_pt.sub(log_ps)).sum();
+    let loss = ce
+        .mul_scalar((1.0 - d.alpha) as f32)
+        .add(kl.mul_scalar((d.alpha as f32) * temp * temp));
+    Ok((loss, count))
 }

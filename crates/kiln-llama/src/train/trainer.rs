@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::{Batch, Example, loss_sum};
+use super::{Batch, Distill, Example, loss_sum, loss_sum_distilled, teacher_logits};
 use crate::generate::LlamaGenerator;
 use crate::lora::linear_modules;
 use crate::{Error, Result};
@@ -50,6 +50,8 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Stop after this many optimizer steps (`None`: run every epoch).
     pub max_steps: Option<usize>,
+    /// Distil from a teacher given to [`Trainer::with_teacher`].
+    pub distill: Option<Distill>,
     /// Stop this invocation after this many steps in total, leaving a checkpoint to resume
     /// from (a time-boxed run; the schedule still spans the whole run).
     pub stop_after: Option<usize>,
@@ -78,6 +80,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             save_every: 0,
             max_steps: None,
+            distill: None,
             stop_after: None,
             progress: true,
         }
@@ -127,6 +130,7 @@ struct State {
 pub struct Trainer<'a> {
     model: &'a LlamaGenerator,
     config: TrainConfig,
+    teacher: Option<&'a LlamaGenerator>,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -161,7 +165,35 @@ impl<'a> Trainer<'a> {
             )));
         }
         config.lora.validate("<train config>")?;
-        Ok(Self { model, config })
+        if let Some(d) = config.distill
+            && !((0.0..=1.0).contains(&d.alpha) && d.temperature > 0.0)
+        {
+            return Err(Error::Invalid(format!(
+                "distillation needs alpha in [0, 1] and a positive temperature (got {} and {})",
+                d.alpha, d.temperature
+            )));
+        }
+        Ok(Self {
+            model,
+            config,
+            teacher: None,
+        })
+    }
+
+    /// Sets the teacher for knowledge distillation (any engine; it must share the student's
+    /// vocabulary). Requires `config.distill`.
+    ///
+    /// # Errors
+    /// A teacher whose vocabulary differs from the student's.
+    pub fn with_teacher(mut self, teacher: &'a LlamaGenerator) -> Result<Self> {
+        let (a, b) = (teacher.config().vocab_size, self.model.config().vocab_size);
+        if a != b {
+            return Err(Error::Invalid(format!(
+                "the teacher's vocabulary ({a}) differs from the student's ({b})"
+            )));
+        }
+        self.teacher = Some(teacher);
+        Ok(self)
     }
 
     /// Mean loss over `data` (no gradients kept).
@@ -210,6 +242,11 @@ impl<'a> Trainer<'a> {
     ) -> Result<TrainReport> {
         let c = &self.config;
         let llama = self.llama()?;
+        if c.distill.is_some() != self.teacher.is_some() {
+            return Err(Error::Invalid(
+                "distillation needs both the `distill` settings and a teacher".into(),
+            ));
+        }
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let modules = linear_modules(&llama.config);
         let micro_per_epoch = train.len().div_ceil(c.batch_size);
@@ -294,7 +331,13 @@ impl<'a> Trainer<'a> {
                 let seed = c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D);
                 let factors =
                     StepFactors::new(&adapter, llama.device(), c.lora.lora_dropout as f32, seed);
-                let (l, _) = loss_sum(llama, &factors, batch)?;
+                let (l, _) = match (self.teacher, c.distill) {
+                    (Some(teacher), Some(d)) => {
+                        let tl = teacher_logits(teacher, batch, llama.config.vocab_size)?;
+                        loss_sum_distilled(llama, &factors, batch, Some((&tl, d)))?
+                    }
+                    _ => loss_sum(llama, &factors, batch)?,
+                };
                 let l = l.div_scalar(count as f32);
                 loss_total += f64::from(scalar(l.clone())?);
                 let g = l.backward();
