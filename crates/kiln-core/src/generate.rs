@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatMessage, Error, Result};
+use crate::{ChatMessage, Error, ResponseFormat, Result};
 
 /// What to continue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +142,9 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     /// Report the log-probability of each chosen token and of this many alternatives (`None`: none).
     pub logprobs: Option<usize>,
+    /// The form the output must take (see [`ResponseFormat`]); plain text by default.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
 }
 
 impl GenerationRequest {
@@ -164,6 +167,7 @@ impl GenerationRequest {
             stop: StopConditions::default(),
             max_tokens: 256,
             logprobs: None,
+            response_format: ResponseFormat::Text,
         }
     }
     /// Sets the sampling parameters.
@@ -188,6 +192,12 @@ impl GenerationRequest {
     #[must_use]
     pub fn with_logprobs(mut self, top: usize) -> Self {
         self.logprobs = Some(top);
+        self
+    }
+    /// Constrains the output (JSON, a schema, or a custom logits processor).
+    #[must_use]
+    pub fn with_response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = format;
         self
     }
 }
