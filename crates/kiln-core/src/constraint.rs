@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Result;
+use crate::{HfTokenizer, Result, Tokenizer};
 
 /// Edits the logits of each step before sampling; one instance serves one generation.
 pub trait LogitsProcessor: Send {
@@ -53,6 +53,65 @@ pub struct TokenVocabulary {
     pub bytes: Vec<Vec<u8>>,
     /// The ids that end generation.
     pub eos_token_ids: Vec<u32>,
+}
+
+impl TokenVocabulary {
+    /// The vocabulary of a Hugging Face tokenizer: byte-level BPE tokens (`Ġ`) mapped back to their
+    /// bytes, SentencePiece tokens with `▁` as a space and `<0xXX>` byte tokens as that byte; added
+    /// tokens (special ones) and the end-of-sequence ids are left empty.
+    #[must_use]
+    pub fn from_hf(tokenizer: &HfTokenizer, eos_token_ids: &[u32]) -> Self {
+        let inner = tokenizer.inner();
+        let byte_level = inner
+            .get_decoder()
+            .and_then(|d| serde_json::to_string(d).ok())
+            .is_some_and(|d| d.contains("ByteLevel"));
+        let unbyte = byte_decoder();
+        let added = inner.get_added_tokens_decoder();
+        let bytes = (0..tokenizer.vocab_size() as u32)
+            .map(|id| {
+                if added.contains_key(&id) || eos_token_ids.contains(&id) {
+                    return Vec::new();
+                }
+                let Some(raw) = inner.id_to_token(id) else {
+                    return Vec::new();
+                };
+                if let Some(hex) = raw.strip_prefix("<0x").and_then(|r| r.strip_suffix('>'))
+                    && let Ok(b) = u8::from_str_radix(hex, 16)
+                {
+                    return vec![b];
+                }
+                if byte_level {
+                    if let Some(b) = raw.chars().map(|c| unbyte.get(&c).copied()).collect() {
+                        return b;
+                    }
+                    return raw.into_bytes();
+                }
+                raw.replace('\u{2581}', " ").into_bytes()
+            })
+            .collect();
+        Self {
+            bytes,
+            eos_token_ids: eos_token_ids.to_vec(),
+        }
+    }
+}
+
+/// GPT-2's byte-to-character table, reversed: the character byte-level BPE writes for each byte.
+fn byte_decoder() -> std::collections::HashMap<char, u8> {
+    let mut map = std::collections::HashMap::with_capacity(256);
+    let mut n = 0u32;
+    for b in 0..=255u8 {
+        let printable = matches!(b, 33..=126 | 161..=172 | 174..=255);
+        let c = if printable {
+            char::from(b)
+        } else {
+            n += 1;
+            char::from_u32(255 + n).unwrap_or('\0')
+        };
+        map.insert(c, b);
+    }
+    map
 }
 
 /// Makes a [`LogitsProcessor`] for one generation.
@@ -139,6 +198,15 @@ impl ResponseFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_decoder_covers_every_byte() {
+        let m = byte_decoder();
+        assert_eq!(m.len(), 256);
+        assert_eq!(m[&'\u{120}'], b' ');
+        assert_eq!(m[&'\u{10A}'], b'\n');
+        assert_eq!(m[&'a'], b'a');
+    }
 
     #[test]
     fn serializes_like_openai() {

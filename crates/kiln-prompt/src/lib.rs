@@ -12,6 +12,8 @@
 //!   [`techniques::FewShot`] (fixed examples, or chosen by embedding similarity),
 //!   [`techniques::ChainOfThought`] with answer extraction and [`techniques::SelfConsistency`].
 //! - [`react::ReactAgent`]: the Thought / Action / Observation loop over [`kiln_core::Tool`]s.
+//! - [`structured`]: JSON and JSON-schema constrained decoding through kiln-core's
+//!   [`kiln_core::LogitsProcessor`] hook.
 //! - [`tool_calls`]: native tool calling, the tool-call and tool-result messages chat templates
 //!   take and [`tool_calls::parse_tool_calls`] for the JSON calls models write back.
 //!
@@ -37,6 +39,7 @@ mod error;
 mod prompt;
 pub mod react;
 mod registry;
+pub mod structured;
 pub mod techniques;
 mod template;
 pub mod tool_calls;
