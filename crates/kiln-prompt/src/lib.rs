@@ -14,6 +14,7 @@
 //! - [`react::ReactAgent`]: the Thought / Action / Observation loop over [`kiln_core::Tool`]s.
 //! - [`structured`]: JSON and JSON-schema constrained decoding through kiln-core's
 //!   [`kiln_core::LogitsProcessor`] hook.
+//! - [`tool_agent::ToolAgent`]: native tool calling through the chat template's `tools`.
 //! - [`tool_calls`]: native tool calling, the tool-call and tool-result messages chat templates
 //!   take and [`tool_calls::parse_tool_calls`] for the JSON calls models write back.
 //!
@@ -42,6 +43,7 @@ mod registry;
 pub mod structured;
 pub mod techniques;
 mod template;
+pub mod tool_agent;
 pub mod tool_calls;
 
 pub use error::{Error, Result};
