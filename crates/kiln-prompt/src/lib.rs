@@ -14,6 +14,7 @@
 //! - [`react::ReactAgent`]: the Thought / Action / Observation loop over [`kiln_core::Tool`]s.
 //! - [`structured`]: JSON and JSON-schema constrained decoding through kiln-core's
 //!   [`kiln_core::LogitsProcessor`] hook.
+//! - [`eval`]: run a strategy over a JSONL dataset and report accuracy, steps and tokens.
 //! - [`tool_agent::ToolAgent`]: native tool calling through the chat template's `tools`.
 //! - [`tool_calls`]: native tool calling, the tool-call and tool-result messages chat templates
 //!   take and [`tool_calls::parse_tool_calls`] for the JSON calls models write back.
@@ -37,6 +38,7 @@
 //! ```
 
 mod error;
+pub mod eval;
 mod prompt;
 pub mod react;
 mod registry;
