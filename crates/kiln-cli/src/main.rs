@@ -15,6 +15,8 @@ use kiln_core::{
 };
 use kiln_llama::LlamaGenerator;
 
+mod prompting;
+
 #[derive(Parser)]
 #[command(
     name = "kiln",
@@ -34,6 +36,10 @@ enum Command {
     Score(ScoreArgs),
     /// An interactive chat in the terminal.
     Chat(ChatArgs),
+    /// Print a conversation rendered through a model's chat template.
+    Template(prompting::TemplateArgs),
+    /// Evaluate a prompting strategy on a JSONL dataset (accuracy, steps, tokens).
+    EvalPrompts(prompting::EvalPromptsArgs),
 }
 
 #[derive(Args)]
@@ -299,6 +305,8 @@ fn main() -> std::process::ExitCode {
         Command::Generate(a) => generate(a),
         Command::Score(a) => score(a),
         Command::Chat(a) => chat(a),
+        Command::Template(a) => prompting::template(a),
+        Command::EvalPrompts(a) => prompting::eval_prompts(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
