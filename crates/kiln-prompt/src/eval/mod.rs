@@ -16,6 +16,10 @@
 //! match each other); arithmetic takes the first number after `The answer is`, else the last number
 //! ([`extract_number`]). ReAct gets a [`Calculator`] tool for arithmetic and a tool listing the labels for
 //! classification.
+//!
+//! Modes: zero-shot, chain-of-thought and self-consistency ask through the chat template (an
+//! instruction to follow); few-shot and ReAct continue a raw-text prompt (a pattern to continue;
+//! ReAct's prompt starts with one worked example and stops at a blank line).
 
 mod calculator;
 
@@ -360,6 +364,17 @@ pub fn extract_number(text: &str) -> Option<String> {
         .or_else(|| AnswerFormat::LastNumber.extract(text))
 }
 
+const INTENT_EXEMPLAR: &str = "Question: Message: I want my money back for this broken toaster.\n\
+Thought: I should check which intents exist.\nAction: list_intents\nAction Input: {}\n\
+Observation: order_status, return_request, product_question, shipping_info, store_hours, payment, \
+complaint, recommendation, account\nThought: The customer wants to return an item.\n\
+Final Answer: return_request";
+
+const MATH_EXEMPLAR: &str = "Question: A shop has 3 boxes of 12 pencils and sells 10 pencils. How many \
+pencils are left?\nThought: I need to compute 3 * 12 - 10.\nAction: calculator\n\
+Action Input: {\"expression\": \"3 * 12 - 10\"}\nObservation: 26\n\
+Thought: I now know the final answer.\nFinal Answer: 26";
+
 /// The tool ReAct gets for a classification: it lists the labels.
 struct Labels<'a>(&'a [String]);
 
@@ -473,7 +488,8 @@ fn run_case(
         Strategy::FewShot => {
             let fs = FewShot::new(instruction.clone(), dataset.examples.clone())
                 .prefixes(in_prefix, out_prefix);
-            let c = fs.run(generator, &case.input, &short)?;
+            // Few-shot is pattern continuation: the prompt is continued as raw text.
+            let c = fs.run(generator, &case.input, &short.clone().text_mode())?;
             (extract(&c.text), 1, c.usage, c.text)
         }
         Strategy::Cot => {
@@ -522,9 +538,20 @@ fn run_case(
             let labels = Labels(&task.labels);
             let calc = Calculator;
             let tools: Vec<&dyn Tool> = if classify { vec![&labels] } else { vec![&calc] };
+            // One worked exemplar shows the format; the prompt is continued as raw text.
+            let preamble = format!(
+                "Here is an example of how to answer with tools.\n\n{}\n\nNow answer the next question \
+                 the same way. You have access to the following tools:",
+                if classify {
+                    INTENT_EXEMPLAR
+                } else {
+                    MATH_EXEMPLAR
+                }
+            );
             let agent = ReactAgent::new(tools)
                 .max_steps(options.react_steps)
-                .options(long);
+                .preamble(preamble)
+                .options(long.text_mode().stop("\n\n"));
             let run = agent.run(generator, &question)?;
             let steps = run.steps.len() + usize::from(run.answer.is_some());
             let output = run
