@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use kiln::core::SamplingParams;
-use kiln::prompt::techniques::{ChainOfThought, GenerateOptions, SelfConsistency};
+use kiln::prompt::techniques::{AnswerFormat, ChainOfThought, GenerateOptions, SelfConsistency};
 
 const QUESTION: &str = "A farm has chickens and rabbits. There are 35 heads and 94 legs in total. \
     How many rabbits are there?";
@@ -17,7 +17,10 @@ fn main() -> Result<()> {
     };
     let model = kiln::llama::LlamaGenerator::load(&path, &kiln::llama::LoadOptions::default())
         .with_context(|| format!("loading {}", path.display()))?;
-    let cot = ChainOfThought::new();
+    // The answer is the number after "answer is" (chains that give none do not vote).
+    let cot = ChainOfThought::new().format(AnswerFormat::Regex(regex::Regex::new(
+        r"(?i)answer is\D{0,24}?(-?\d+)",
+    )?));
     let options = GenerateOptions::new().max_tokens(256);
     println!("Prompt:\n{}\n", cot.prompt(QUESTION));
     let greedy = cot.run(&model, QUESTION, &options)?;
@@ -28,7 +31,7 @@ fn main() -> Result<()> {
         temperature: 0.7,
         ..SamplingParams::default()
     };
-    let vote = SelfConsistency::new(5).base_seed(1).run(
+    let vote = SelfConsistency::new(5).cot(cot.clone()).base_seed(1).run(
         &model,
         QUESTION,
         &options.clone().sampling(sampling),
