@@ -308,9 +308,23 @@ fn twenty_prompts_return_valid_json() {
             .generate(&request(prompt, schema, i))
             .unwrap_or_else(|e| panic!("case {i}: {e}"));
         eprintln!(
-            "case {i:2} [{} tokens, {:?}]: {}",
-            out.usage.completion_tokens, out.finish_reason, out.text
+            "case {i:2} [{} tokens, {:?}, {:.0} tok/s]: {}",
+            out.usage.completion_tokens,
+            out.finish_reason,
+            out.timings.decode_tokens_per_second,
+            out.text
         );
+        // KILN_STRUCTURED_DUMP=FILE writes {schema, output} lines for an outside validator.
+        if let Some(path) = std::env::var_os("KILN_STRUCTURED_DUMP") {
+            use std::io::Write as _;
+            let line = json!({"schema": schema, "output": out.text});
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap_or_else(|e| panic!("{e}"));
+            writeln!(f, "{line}").unwrap_or_else(|e| panic!("{e}"));
+        }
         let checked = serde_json::from_str::<Value>(&out.text)
             .map_err(|e| format!("does not parse: {e}"))
             .and_then(|v| validate(schema, &v, "$"));
