@@ -16,6 +16,7 @@ use kiln_core::{
 };
 use kiln_llama::LlamaGenerator;
 
+mod prompting;
 mod tune;
 
 #[derive(Parser)]
@@ -47,6 +48,10 @@ enum Command {
     /// Manage adapters.
     #[command(subcommand)]
     Adapters(tune::AdaptersCommand),
+    /// Print a conversation rendered through a model's chat template.
+    Template(prompting::TemplateArgs),
+    /// Evaluate a prompting strategy on a JSONL dataset (accuracy, steps, tokens).
+    EvalPrompts(prompting::EvalPromptsArgs),
 }
 
 /// The model to load and the adapters to apply.
@@ -330,6 +335,8 @@ fn main() -> std::process::ExitCode {
         Command::Merge(a) => tune::merge(a),
         Command::Eval(a) => tune::eval(a),
         Command::Adapters(tune::AdaptersCommand::Average(a)) => tune::average(a),
+        Command::Template(a) => prompting::template(a),
+        Command::EvalPrompts(a) => prompting::eval_prompts(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatMessage, Error, Result};
+use crate::{ChatMessage, Error, ResponseFormat, Result};
 
 /// What to continue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +146,9 @@ pub struct GenerationRequest {
     /// with a weight; empty: the base model.
     #[serde(default)]
     pub adapters: Vec<AdapterChoice>,
+    /// The form the output must take (see [`ResponseFormat`]); plain text by default.
+    #[serde(default)]
+    pub response_format: ResponseFormat,
 }
 
 /// An adapter chosen for one request, by the name it was registered under, with a weight
@@ -184,6 +187,7 @@ impl GenerationRequest {
             max_tokens: 256,
             logprobs: None,
             adapters: Vec::new(),
+            response_format: ResponseFormat::Text,
         }
     }
     /// Sets the sampling parameters.
@@ -217,6 +221,12 @@ impl GenerationRequest {
     #[must_use]
     pub fn with_logprobs(mut self, top: usize) -> Self {
         self.logprobs = Some(top);
+        self
+    }
+    /// Constrains the output (JSON, a schema, or a custom logits processor).
+    #[must_use]
+    pub fn with_response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = format;
         self
     }
 }
@@ -393,6 +403,51 @@ pub trait TextGenerator: Send + Sync {
     /// As [`TextGenerator::generate_stream`].
     fn generate(&self, request: &GenerationRequest) -> Result<GenerationOutput> {
         self.generate_stream(request, &CancelToken::new(), &mut |_| {})
+    }
+}
+
+/// A generator that applies fixed adapters to every request that chooses none itself, so code
+/// written against [`TextGenerator`] (prompting strategies, agents, evaluations) runs a
+/// fine-tuned model unchanged.
+#[derive(Debug, Clone)]
+pub struct WithAdapters<G> {
+    /// The wrapped generator.
+    pub inner: G,
+    /// The adapters applied by default.
+    pub adapters: Vec<AdapterChoice>,
+}
+
+impl<G: TextGenerator> TextGenerator for WithAdapters<G> {
+    fn model_name(&self) -> &str {
+        self.inner.model_name()
+    }
+
+    fn context_length(&self) -> usize {
+        self.inner.context_length()
+    }
+
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        self.inner
+            .apply_chat_template(messages, add_generation_prompt)
+    }
+
+    fn generate_stream(
+        &self,
+        request: &GenerationRequest,
+        cancel: &CancelToken,
+        on_event: &mut dyn FnMut(StreamEvent<'_>),
+    ) -> Result<GenerationOutput> {
+        if request.adapters.is_empty() && !self.adapters.is_empty() {
+            let mut r = request.clone();
+            r.adapters = self.adapters.clone();
+            self.inner.generate_stream(&r, cancel, on_event)
+        } else {
+            self.inner.generate_stream(request, cancel, on_event)
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`TextGenerator`]: object-safe, `Send + Sync` text generation that streams decoded text and can be
 //!   cancelled through a [`CancelToken`].
 //! - [`Embedder`]: text and image embeddings.
+//! - [`LogitsProcessor`] and [`ResponseFormat`]: the constrained-generation hook engines call before
+//!   sampling (JSON, JSON schema, custom).
 //! - [`Tool`]: a function an agent can call (name, description, JSON schema of its arguments).
 //! - [`ChatMessage`] with text and image [`ContentPart`]s, [`SamplingParams`], [`StopConditions`],
 //!   [`GenerationOutput`] with its [`FinishReason`], [`Usage`] and [`Timings`].
@@ -24,6 +26,7 @@
 //! ```
 
 mod chat;
+mod constraint;
 mod embed;
 mod error;
 mod generate;
@@ -32,11 +35,16 @@ mod tool;
 mod utf8;
 
 pub use chat::{ChatMessage, ContentPart, ImageSource, Role};
+pub use constraint::{
+    JsonSchemaFormat, LogitsProcessor, LogitsProcessorFactory, ProcessorFactory, ResponseFormat,
+    TokenVocabulary,
+};
 pub use embed::{Embedder, Embedding, EmbeddingInput};
 pub use error::{Error, Result};
 pub use generate::{
     AdapterChoice, CancelToken, FinishReason, GenerationOutput, GenerationRequest, Prompt,
     SamplingParams, StopConditions, StreamEvent, TextGenerator, Timings, TokenLogprob, Usage,
+    WithAdapters,
 };
 pub use tokenizer::{HfTokenizer, Tokenizer};
 pub use tool::Tool;

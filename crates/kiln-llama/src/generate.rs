@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use kiln_backend::Device;
 use kiln_core::{
     AdapterChoice, CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest,
     HfTokenizer, IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob,
-    Tokenizer, Usage,
+    TokenVocabulary, Tokenizer, Usage,
 };
 
 use crate::config::LlamaConfig;
@@ -35,6 +35,8 @@ pub struct LlamaGenerator {
     special: SpecialTokens,
     chat_template: Option<ChatTemplate>,
     adapters: RwLock<BTreeMap<String, Arc<LlamaAdapter>>>,
+    /// Token bytes for constrained decoding, computed on first use.
+    vocab: OnceLock<Arc<TokenVocabulary>>,
 }
 
 impl std::fmt::Debug for LlamaGenerator {
@@ -155,6 +157,7 @@ impl LlamaGenerator {
             special: hf.special,
             chat_template,
             adapters: RwLock::default(),
+            vocab: OnceLock::new(),
         })
     }
 
@@ -189,6 +192,7 @@ impl LlamaGenerator {
             special,
             chat_template,
             adapters: RwLock::default(),
+            vocab: OnceLock::new(),
         })
     }
 
@@ -339,6 +343,19 @@ impl LlamaGenerator {
     #[must_use]
     pub fn tokenizer(&self) -> &HfTokenizer {
         &self.tokenizer
+    }
+
+    /// The bytes of every token, for logits processors (computed once).
+    #[must_use]
+    pub fn token_vocabulary(&self) -> Arc<TokenVocabulary> {
+        self.vocab
+            .get_or_init(|| {
+                Arc::new(TokenVocabulary::from_hf(
+                    &self.tokenizer,
+                    &self.special.eos_token_ids,
+                ))
+            })
+            .clone()
     }
 
     /// Special tokens and chat template.
@@ -521,6 +538,11 @@ impl TextGenerator for LlamaGenerator {
         };
         eos.extend(&request.stop.stop_token_ids);
 
+        // JSON / JSON-schema / custom constraints mask the logits of every step before sampling.
+        let mut processor = match kiln_prompt::structured::factory_for(&request.response_format)? {
+            Some(f) => Some(f.create(&self.token_vocabulary())?),
+            None => None,
+        };
         let mut sampler = Sampler::new(request.sampling.clone());
         let mut stop = StopMatcher::new(&request.stop.stop_strings);
         let mut decoder =
@@ -553,6 +575,9 @@ impl TextGenerator for LlamaGenerator {
                 break;
             }
             let entry = request.logprobs.map(|top| (top, logits.clone()));
+            if let Some(p) = processor.as_mut() {
+                p.process(&generated, &mut logits)?;
+            }
             let id = sampler.sample(&mut logits, &context, &generated);
             if eos.contains(&id) {
                 finish = FinishReason::Stop;
@@ -567,7 +592,11 @@ impl TextGenerator for LlamaGenerator {
             if let Some(lp) = lp {
                 logprobs.push(lp);
             }
-            if hit {
+            if hit
+                || processor
+                    .as_mut()
+                    .is_some_and(|p| p.is_complete(&generated))
+            {
                 finish = FinishReason::Stop;
                 break;
             }

@@ -458,14 +458,14 @@ mod tests {
         };
         let a = LoraAdapter::init("a", config.clone(), &modules(), 1).unwrap();
         let b = LoraAdapter::init("b", config, &modules(), 2).unwrap();
-        let m = average(&[a.clone(), b.clone()], &[3.0, 1.0]).unwrap();
+        let m = crate::average(&[a.clone(), b.clone()], &[3.0, 1.0]).unwrap();
         let key = "model.layers.1.self_attn.q_proj";
         let want = 0.75 * a.modules[key].a[3] + 0.25 * b.modules[key].a[3];
         assert!((m.modules[key].a[3] - want).abs() < 1e-6);
-        assert!(average(&[a.clone(), b.clone()], &[1.0]).is_err());
+        assert!(crate::average(&[a.clone(), b.clone()], &[1.0]).is_err());
         let mut c = b;
         c.modules.remove(key);
-        assert!(average(&[a, c], &[1.0, 1.0]).is_err());
+        assert!(crate::average(&[a, c], &[1.0, 1.0]).is_err());
     }
 
     #[test]
@@ -485,62 +485,4 @@ mod tests {
             .to_string();
         assert!(e.contains("w.safetensors"), "{e}");
     }
-}
-
-/// Federated averaging (FedAvg) of adapters trained at separate sites from the same
-/// initialisation: every factor is the weighted mean of the sites' factors (weights normalised
-/// to sum to 1, e.g. proportional to each site's number of examples). The adapters must share
-/// the config's rank and alpha settings and the set of modules.
-///
-/// # Errors
-/// [`Error::Invalid`] for no adapters, bad weights, or adapters that do not line up.
-pub fn average(adapters: &[LoraAdapter], weights: &[f64]) -> Result<LoraAdapter> {
-    let first = adapters
-        .first()
-        .ok_or_else(|| Error::Invalid("averaging needs at least one adapter".into()))?;
-    if weights.len() != adapters.len() || weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
-        return Err(Error::Invalid(
-            "one finite, non-negative weight per adapter is needed".into(),
-        ));
-    }
-    let total: f64 = weights.iter().sum();
-    if total <= 0.0 {
-        return Err(Error::Invalid("the weights sum to zero".into()));
-    }
-    let mut out = first.clone();
-    out.name = "average".into();
-    for (key, w) in &mut out.modules {
-        w.a.iter_mut().for_each(|v| *v = 0.0);
-        w.b.iter_mut().for_each(|v| *v = 0.0);
-        for (a, &k) in adapters.iter().zip(weights) {
-            let o = a.modules.get(key).ok_or_else(|| Error::Mismatch {
-                adapter: a.name.clone(),
-                module: key.clone(),
-                message: "missing in this adapter".into(),
-            })?;
-            if (o.r, o.in_features, o.out_features) != (w.r, w.in_features, w.out_features)
-                || o.scaling != w.scaling
-            {
-                return Err(Error::Mismatch {
-                    adapter: a.name.clone(),
-                    module: key.clone(),
-                    message: "rank, shape or scaling differs from the first adapter".into(),
-                });
-            }
-            let f = (k / total) as f32;
-            w.a.iter_mut().zip(&o.a).for_each(|(x, y)| *x += f * y);
-            w.b.iter_mut().zip(&o.b).for_each(|(x, y)| *x += f * y);
-        }
-    }
-    if let Some(a) = adapters
-        .iter()
-        .find(|a| a.modules.len() != out.modules.len())
-    {
-        return Err(Error::Mismatch {
-            adapter: a.name.clone(),
-            module: "*".into(),
-            message: "adapts a different set of modules".into(),
-        });
-    }
-    Ok(out)
 }

@@ -20,10 +20,12 @@
 mod adapter;
 pub mod config;
 mod error;
+mod federated;
 mod io;
 pub mod train;
 
-pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE, average};
+pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE};
 pub use config::{LoraConfig, ModuleLora, TargetModules};
 pub use error::{Error, Result};
+pub use federated::average;
 pub use io::write_atomic;

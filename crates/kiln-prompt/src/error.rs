@@ -86,6 +86,14 @@ pub enum Error {
         /// The step limit.
         steps: usize,
     },
+    /// A JSON schema that constrained decoding cannot enforce.
+    #[error("schema {path}: {message}")]
+    Schema {
+        /// Where in the schema, as a JSON pointer (`#/properties/name`).
+        path: String,
+        /// What is not supported.
+        message: String,
+    },
     /// An error from a model, embedder or tool (kiln-core).
     #[error(transparent)]
     Core(#[from] kiln_core::Error),

@@ -12,6 +12,10 @@
 //!   [`techniques::FewShot`] (fixed examples, or chosen by embedding similarity),
 //!   [`techniques::ChainOfThought`] with answer extraction and [`techniques::SelfConsistency`].
 //! - [`react::ReactAgent`]: the Thought / Action / Observation loop over [`kiln_core::Tool`]s.
+//! - [`structured`]: JSON and JSON-schema constrained decoding through kiln-core's
+//!   [`kiln_core::LogitsProcessor`] hook.
+//! - [`eval`]: run a strategy over a JSONL dataset and report accuracy, steps and tokens.
+//! - [`tool_agent::ToolAgent`]: native tool calling through the chat template's `tools`.
 //! - [`tool_calls`]: native tool calling, the tool-call and tool-result messages chat templates
 //!   take and [`tool_calls::parse_tool_calls`] for the JSON calls models write back.
 //!
@@ -34,11 +38,14 @@
 //! ```
 
 mod error;
+pub mod eval;
 mod prompt;
 pub mod react;
 mod registry;
+pub mod structured;
 pub mod techniques;
 mod template;
+pub mod tool_agent;
 pub mod tool_calls;
 
 pub use error::{Error, Result};

@@ -202,7 +202,7 @@ impl<'a> Trainer<'a> {
     /// Forward errors.
     pub fn evaluate(&self, adapter: &LoraAdapter, data: &[Example]) -> Result<f64> {
         let llama = self.llama()?;
-        let factors = StepFactors::new(adapter, llama.device(), 0.0, 0);
+        let factors = StepFactors::frozen(adapter, llama.device());
         let (mut sum, mut count) = (0f64, 0usize);
         for chunk in data.chunks(self.config.batch_size) {
             let refs: Vec<&Example> = chunk.iter().collect();
@@ -293,7 +293,8 @@ impl<'a> Trainer<'a> {
             }
         };
         let bar = progress_bar(c.progress, total, state.step);
-        let start = std::time::Instant::now();
+        // Time spent in training steps (forward, backward, update), not in evaluation or saving.
+        let mut train_secs = 0f64;
         let mut tokens = 0usize;
         // The order of micro-batches is a pure function of the seed, so a resumed run continues
         // exactly where the killed one stopped.
@@ -306,6 +307,7 @@ impl<'a> Trainer<'a> {
         };
         while state.step < total {
             let step = state.step;
+            let step_start = std::time::Instant::now();
             let epoch = step / steps_per_epoch;
             let idx = order(epoch);
             let first_micro = (step % steps_per_epoch) * c.grad_accum;
@@ -363,6 +365,7 @@ impl<'a> Trainer<'a> {
                 state.optimizer.step(lr, &mut params, &views);
             }
             state.step += 1;
+            train_secs += step_start.elapsed().as_secs_f64();
             let last = state.step == total;
             let eval_loss = match eval {
                 Some(e) if last || (c.eval_every > 0 && state.step % c.eval_every == 0) => {
@@ -378,7 +381,7 @@ impl<'a> Trainer<'a> {
             });
             if let Some(b) = &bar {
                 b.set_position(state.step as u64);
-                let tps = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                let tps = tokens as f64 / train_secs.max(1e-9);
                 b.set_message(format!("loss {loss_total:.4} · {tps:.0} tok/s"));
             }
             let stop = c.stop_after.is_some_and(|n| state.step >= n) && !last;
@@ -394,7 +397,7 @@ impl<'a> Trainer<'a> {
                     steps: state.step,
                     initial_eval_loss: state.initial_eval_loss,
                     final_eval_loss: None,
-                    tokens_per_second: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                    tokens_per_second: tokens as f64 / train_secs.max(1e-9),
                     log: state.log,
                     resumed_from: resumed,
                 });
@@ -410,7 +413,7 @@ impl<'a> Trainer<'a> {
             steps: state.step,
             initial_eval_loss: state.initial_eval_loss,
             final_eval_loss,
-            tokens_per_second: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+            tokens_per_second: tokens as f64 / train_secs.max(1e-9),
             log: state.log,
             resumed_from: resumed,
         })

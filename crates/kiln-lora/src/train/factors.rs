@@ -41,6 +41,23 @@ impl StepFactors {
     /// masks drawn from `rng_seed`, so a step is reproducible.
     #[must_use]
     pub fn new(adapter: &LoraAdapter, device: &Device, dropout: f32, rng_seed: u64) -> Self {
+        Self::build(adapter, device, dropout, rng_seed, true)
+    }
+
+    /// The factors as constants (no gradients, no dropout): for evaluation on an autodiff
+    /// device without recording a graph.
+    #[must_use]
+    pub fn frozen(adapter: &LoraAdapter, device: &Device) -> Self {
+        Self::build(adapter, device, 0.0, 0, false)
+    }
+
+    fn build(
+        adapter: &LoraAdapter,
+        device: &Device,
+        dropout: f32,
+        rng_seed: u64,
+        track: bool,
+    ) -> Self {
         let entries = adapter
             .modules
             .iter()
@@ -49,12 +66,12 @@ impl StepFactors {
                     TensorData::new(w.a.clone(), [w.r, w.in_features]),
                     device,
                 )
-                .require_grad();
+                .set_require_grad(track);
                 let b = Tensor::<2>::from_data(
                     TensorData::new(w.b.clone(), [w.out_features, w.r]),
                     device,
                 )
-                .require_grad();
+                .set_require_grad(track);
                 (
                     k.clone(),
                     Entry {
