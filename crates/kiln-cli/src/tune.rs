@@ -100,6 +100,15 @@ pub struct FinetuneArgs {
     /// Softmax temperature of distillation (with --teacher).
     #[arg(long, default_value_t = 2.0)]
     pub distill_temperature: f64,
+    /// Differentially private training (DP-SGD) with this noise multiplier σ.
+    #[arg(long)]
+    pub dp_noise: Option<f64>,
+    /// DP-SGD per-example gradient norm bound C (with --dp-noise).
+    #[arg(long, default_value_t = 1.0)]
+    pub dp_clip: f64,
+    /// The δ of the reported (ε, δ) privacy guarantee (with --dp-noise).
+    #[arg(long, default_value_t = 1e-5)]
+    pub dp_delta: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -253,6 +262,11 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
             alpha: a.distill_alpha,
             temperature: a.distill_temperature,
         }),
+        dp: a.dp_noise.map(|noise| kiln_llama::train::DpConfig {
+            noise_multiplier: noise,
+            max_grad_norm: a.dp_clip,
+            delta: a.dp_delta,
+        }),
         stop_after: None,
         progress: !a.json,
     };
@@ -276,6 +290,12 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         trainer = trainer.with_teacher(t)?;
     }
     let report = trainer.run(&train, eval.as_deref(), &a.output)?;
+    if let Some(eps) = report.dp_epsilon {
+        eprintln!(
+            "DP-SGD privacy spent: epsilon {eps:.3} at delta {}",
+            a.dp_delta
+        );
+    }
     if let Some(step) = report.resumed_from {
         eprintln!("resumed from the checkpoint of step {step}");
     }

@@ -275,3 +275,50 @@ fn distillation_loss_matches_a_host_computation() {
     );
     assert!((kd - 0.3 * plain).abs() < 1e-3, "{kd} vs {}", 0.3 * plain);
 }
+
+/// DP-SGD: per-example clipping and noise change the update (σ = 0 is deterministic, σ > 0
+/// differs from it), and the reported ε is Opacus' RDP accounting for the run's sampling rate.
+#[test]
+fn dp_sgd_reports_the_privacy_spent() {
+    use kiln_llama::kiln_lora::train::privacy::RdpAccountant;
+    use kiln_llama::train::DpConfig;
+    let model = autodiff_model("gqa");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = chat_data(tmp.path());
+    let examples = load_examples(&data, DataFormat::Auto, &model, 64).unwrap();
+    let run = |noise: f64, dir: &str| {
+        let config = TrainConfig {
+            lr: 5e-3,
+            batch_size: 2,
+            max_steps: Some(3),
+            progress: false,
+            dp: Some(DpConfig {
+                noise_multiplier: noise,
+                max_grad_norm: 0.5,
+                delta: 1e-5,
+            }),
+            ..TrainConfig::default()
+        };
+        let out = tmp.path().join(dir);
+        let report = Trainer::new(&model, config)
+            .unwrap()
+            .run(&examples, None, &out)
+            .unwrap();
+        (report, LoraAdapter::load(&out).unwrap())
+    };
+    let (r0, a0) = run(0.0, "quiet");
+    let (r0b, a0b) = run(0.0, "quiet2");
+    assert_eq!(a0.modules, a0b.modules, "σ = 0 is deterministic");
+    assert_eq!(r0.dp_epsilon, r0b.dp_epsilon);
+    assert!(r0.dp_epsilon.unwrap().is_infinite(), "no noise, no privacy");
+    let (r1, a1) = run(1.1, "noisy");
+    assert_ne!(a0.modules, a1.modules, "noise changed nothing");
+    let mut acc = RdpAccountant::new();
+    acc.steps(1.1, 2.0 / 6.0, 3).unwrap();
+    let want = acc.epsilon(1e-5).unwrap().0;
+    let got = r1.dp_epsilon.unwrap();
+    assert!(
+        got.is_finite() && (got - want).abs() < 1e-12,
+        "{got} vs {want}"
+    );
+}

@@ -14,7 +14,7 @@ use crate::model::Llama;
 use crate::{Error, Result};
 
 pub use data::{DataFormat, Example, load_examples};
-pub use trainer::{LogEntry, TrainConfig, TrainReport, Trainer};
+pub use trainer::{DpConfig, LogEntry, TrainConfig, TrainReport, Trainer};
 
 /// Labels that take no part in the loss (PyTorch's `ignore_index`).
 pub const IGNORE: i64 = -100;
@@ -55,6 +55,28 @@ impl Batch {
             batch: examples.len(),
             seq,
         }
+    }
+
+    /// One batch per row, each cut after its last label (later positions cannot change the loss).
+    #[must_use]
+    pub fn split(&self) -> Vec<Batch> {
+        (0..self.batch)
+            .map(|r| {
+                let ids = &self.ids[r * self.seq..(r + 1) * self.seq];
+                let labels = &self.labels[r * self.seq..(r + 1) * self.seq];
+                let end = labels
+                    .iter()
+                    .rposition(|&l| l != IGNORE)
+                    .map_or(self.seq, |i| i + 1)
+                    .max(2);
+                Batch {
+                    ids: ids[..end].to_vec(),
+                    labels: labels[..end].to_vec(),
+                    batch: 1,
+                    seq: end,
+                }
+            })
+            .collect()
     }
 
     /// Tokens that count in the loss.

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_core::TextGenerator;
+use kiln_lora::train::privacy::{RdpAccountant, add_noise, clip_per_example};
 use kiln_lora::train::{AdamW, AdamWConfig, Schedule, StepFactors, clip_grad_norm, learning_rate};
 use kiln_lora::{LoraAdapter, LoraConfig, write_atomic};
 use rand::SeedableRng;
@@ -52,6 +53,8 @@ pub struct TrainConfig {
     pub max_steps: Option<usize>,
     /// Distil from a teacher given to [`Trainer::with_teacher`].
     pub distill: Option<Distill>,
+    /// Differentially private training (DP-SGD); replaces the global clipping.
+    pub dp: Option<DpConfig>,
     /// Stop this invocation after this many steps in total, leaving a checkpoint to resume
     /// from (a time-boxed run; the schedule still spans the whole run).
     pub stop_after: Option<usize>,
@@ -81,10 +84,26 @@ impl Default for TrainConfig {
             save_every: 0,
             max_steps: None,
             distill: None,
+            dp: None,
             stop_after: None,
             progress: true,
         }
     }
+}
+
+/// DP-SGD (Abadi et al., 2016): per-example gradients clipped to `max_grad_norm`, Gaussian
+/// noise of standard deviation `noise_multiplier · max_grad_norm` added to their sum. The privacy
+/// spent is reported with Opacus' RDP accountant at `delta`, for sampling rate
+/// `examples per step / training examples` (batches are drawn by shuffling, the usual
+/// approximation of the Poisson sampling the analysis assumes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpConfig {
+    /// Noise standard deviation relative to the clipping bound (σ).
+    pub noise_multiplier: f64,
+    /// Per-example gradient norm bound (C).
+    pub max_grad_norm: f64,
+    /// The δ of the reported (ε, δ) guarantee.
+    pub delta: f64,
 }
 
 /// One line of the loss curve.
@@ -115,6 +134,8 @@ pub struct TrainReport {
     pub tokens_per_second: f64,
     /// Whether the run resumed from a checkpoint.
     pub resumed_from: Option<usize>,
+    /// With DP-SGD: the ε spent (at the configured δ) after all steps so far.
+    pub dp_epsilon: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,6 +194,17 @@ impl<'a> Trainer<'a> {
                 d.alpha, d.temperature
             )));
         }
+        if let Some(dp) = config.dp
+            && !(dp.noise_multiplier >= 0.0
+                && dp.max_grad_norm > 0.0
+                && dp.delta > 0.0
+                && dp.delta < 1.0)
+        {
+            return Err(Error::Invalid(format!(
+                "DP-SGD needs noise >= 0, a positive clipping norm and delta in (0, 1) (got {}, {}, {})",
+                dp.noise_multiplier, dp.max_grad_norm, dp.delta
+            )));
+        }
         Ok(Self {
             model,
             config,
@@ -212,6 +244,44 @@ impl<'a> Trainer<'a> {
             count += n;
         }
         Ok(sum / count.max(1) as f64)
+    }
+
+    /// The loss of `batch` divided by `divisor` and its gradients with respect to every factor,
+    /// in the adapter's module order (`[dA, dB]` per module).
+    fn batch_grads(
+        &self,
+        adapter: &LoraAdapter,
+        batch: &Batch,
+        seed: u64,
+        divisor: usize,
+    ) -> Result<(f64, Vec<Vec<f32>>)> {
+        let llama = self.llama()?;
+        let c = &self.config;
+        let factors = StepFactors::new(adapter, llama.device(), c.lora.lora_dropout as f32, seed);
+        let (l, _) = match (self.teacher, c.distill) {
+            (Some(teacher), Some(d)) => {
+                let tl = teacher_logits(teacher, batch, llama.config.vocab_size)?;
+                loss_sum_distilled(llama, &factors, batch, Some((&tl, d)))?
+            }
+            _ => loss_sum(llama, &factors, batch)?,
+        };
+        let l = l.div_scalar(divisor.max(1) as f32);
+        let loss = f64::from(scalar(l.clone())?);
+        let got = factors.gradients(&l.backward())?;
+        let grads = got.into_values().flat_map(|(a, b)| [a, b]).collect();
+        Ok((loss, grads))
+    }
+
+    /// The ε spent after `steps` DP-SGD steps over `n` training examples.
+    fn epsilon(&self, steps: usize, n: usize) -> Result<Option<f64>> {
+        let Some(dp) = self.config.dp else {
+            return Ok(None);
+        };
+        let per_step = self.config.batch_size * self.config.grad_accum;
+        let q = (per_step as f64 / n.max(1) as f64).min(1.0);
+        let mut acc = RdpAccountant::new();
+        acc.steps(dp.noise_multiplier, q, steps)?;
+        Ok(Some(acc.epsilon(dp.delta)?.0))
     }
 
     fn llama(&self) -> Result<&crate::Llama> {
@@ -323,36 +393,40 @@ impl<'a> Trainer<'a> {
                 })
                 .collect();
             let count: usize = micros.iter().map(Batch::label_tokens).sum();
-            let mut grads: Vec<Vec<f32>> = adapter
-                .modules
-                .values()
-                .flat_map(|w| [vec![0f32; w.a.len()], vec![0f32; w.b.len()]])
-                .collect();
+            let mut grads = zeros_like(&adapter);
             let mut loss_total = 0f64;
-            for (k, batch) in micros.iter().enumerate() {
-                let seed = c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D);
-                let factors =
-                    StepFactors::new(&adapter, llama.device(), c.lora.lora_dropout as f32, seed);
-                let (l, _) = match (self.teacher, c.distill) {
-                    (Some(teacher), Some(d)) => {
-                        let tl = teacher_logits(teacher, batch, llama.config.vocab_size)?;
-                        loss_sum_distilled(llama, &factors, batch, Some((&tl, d)))?
-                    }
-                    _ => loss_sum(llama, &factors, batch)?,
-                };
-                let l = l.div_scalar(count as f32);
-                loss_total += f64::from(scalar(l.clone())?);
-                let g = l.backward();
-                let got = factors.gradients(&g)?;
-                for (slot, (da, db)) in grads.chunks_mut(2).zip(got.values()) {
-                    slot[0].iter_mut().zip(da).for_each(|(s, v)| *s += v);
-                    slot[1].iter_mut().zip(db).for_each(|(s, v)| *s += v);
+            if let Some(dp) = c.dp {
+                // DP-SGD: every example's gradient separately, clipped to the norm bound, summed,
+                // Gaussian noise added, divided by the number of examples.
+                let examples: Vec<Batch> = micros.iter().flat_map(|b| b.split()).collect();
+                for (k, one) in examples.iter().enumerate() {
+                    let seed = c.seed ^ ((step * 1_000_003 + k) as u64).wrapping_mul(0x5851_F42D);
+                    let n = one.label_tokens();
+                    let (loss, mut g) = self.batch_grads(&adapter, one, seed, n)?;
+                    clip_per_example(&mut g, dp.max_grad_norm)?;
+                    add_into(&mut grads, &g);
+                    loss_total += loss / examples.len() as f64;
+                    tokens += one.batch * one.seq;
                 }
-                tokens += batch.batch * batch.seq;
-            }
-            if let Some(max) = c.max_grad_norm {
-                let mut views: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
-                clip_grad_norm(&mut views, max);
+                let mut rng =
+                    StdRng::seed_from_u64(c.seed ^ (step as u64).wrapping_mul(0xA24B_AED4));
+                add_noise(&mut grads, dp.noise_multiplier, dp.max_grad_norm, &mut rng)?;
+                let scale = 1.0 / examples.len().max(1) as f32;
+                grads.iter_mut().flatten().for_each(|v| *v *= scale);
+            } else {
+                for (k, batch) in micros.iter().enumerate() {
+                    let seed =
+                        c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D);
+                    let (loss, g) = self.batch_grads(&adapter, batch, seed, count)?;
+                    add_into(&mut grads, &g);
+                    loss_total += loss;
+                    tokens += batch.batch * batch.seq;
+                }
+                if let Some(max) = c.max_grad_norm {
+                    let mut views: Vec<&mut [f32]> =
+                        grads.iter_mut().map(Vec::as_mut_slice).collect();
+                    clip_grad_norm(&mut views, max);
+                }
             }
             let lr = learning_rate(c.lr, step, c.warmup_steps, total, c.schedule);
             {
@@ -400,6 +474,7 @@ impl<'a> Trainer<'a> {
                     tokens_per_second: tokens as f64 / train_secs.max(1e-9),
                     log: state.log,
                     resumed_from: resumed,
+                    dp_epsilon: self.epsilon(state.step, train.len())?,
                 });
             }
         }
@@ -416,7 +491,22 @@ impl<'a> Trainer<'a> {
             tokens_per_second: tokens as f64 / train_secs.max(1e-9),
             log: state.log,
             resumed_from: resumed,
+            dp_epsilon: self.epsilon(state.step, train.len())?,
         })
+    }
+}
+
+fn zeros_like(adapter: &LoraAdapter) -> Vec<Vec<f32>> {
+    adapter
+        .modules
+        .values()
+        .flat_map(|w| [vec![0f32; w.a.len()], vec![0f32; w.b.len()]])
+        .collect()
+}
+
+fn add_into(sum: &mut [Vec<f32>], g: &[Vec<f32>]) {
+    for (s, g) in sum.iter_mut().zip(g) {
+        s.iter_mut().zip(g).for_each(|(s, v)| *s += v);
     }
 }
 
