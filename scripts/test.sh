@@ -9,5 +9,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --workspace --release
 # The facade's prompt feature: the prompting examples and the end-to-end ReAct weather test.
-cargo clippy -p kiln --features prompt --all-targets --release -- -D warnings
+cargo clippy -p kiln --features prompt,lora,eval --all-targets --release -- -D warnings
 cargo test -p kiln --features prompt --release --test react_weather
