@@ -49,6 +49,22 @@ def sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def write_png16(path, arr, color_type):
+    """A 16-bit PNG (PIL cannot write 16-bit RGB, RGBA or LA): big-endian samples, filter 0."""
+    import struct
+    import zlib
+
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
 def make_synthetic():
     os.makedirs(INPUTS, exist_ok=True)
     rng = np.random.default_rng(1234)
@@ -86,6 +102,13 @@ def make_synthetic():
     wide = np.stack([np.tile(np.arange(1000) % 256, (50, 1)), np.tile(np.arange(50)[:, None] * 5, (1, 1000)),
                      np.full((50, 1000), 90)], -1).astype(np.uint8)
     Image.fromarray(wide).save(os.path.join(INPUTS, "wide_1000x50.png"))
+    # 16-bit RGB, RGBA and LA PNGs: PIL reads them with 8 bits per sample (the high byte); LA16 opens as RGBA.
+    yy, xx = np.mgrid[0:30, 0:40]
+    c16 = np.stack([xx * 1600 + yy * 7, yy * 2100 + 300, (xx * yy * 50) % 65536, (xx * 1500 + yy * 600) % 65536], -1)
+    c16 = c16.astype(np.uint16)
+    write_png16(os.path.join(INPUTS, "rgb16_40x30.png"), c16[..., :3], 2)
+    write_png16(os.path.join(INPUTS, "rgba16_40x30.png"), c16, 6)
+    write_png16(os.path.join(INPUTS, "la16_40x30.png"), c16[..., [0, 3]], 4)
     # JPEG with EXIF orientation 6 (transformers does not transpose it).
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -105,6 +128,9 @@ CASES = [
     ("gradient_noise", "synthetic", "gradient_noise_500x333.png", {}, True),
     ("gray8", "synthetic", "gray8_90x120.png", {}, False),
     ("gray16", "synthetic", "gray16_64x48.png", {}, False),
+    ("rgb16", "synthetic", "rgb16_40x30.png", {}, False),
+    ("rgba16", "synthetic", "rgba16_40x30.png", {}, False),
+    ("la16", "synthetic", "la16_40x30.png", {}, False),
     ("rgba_alpha", "synthetic", "rgba_alpha_60x40.png", {}, False),
     ("la", "synthetic", "la_60x40.png", {}, False),
     ("palette_trns", "synthetic", "palette_trns_70x50.png", {}, False),
