@@ -109,6 +109,9 @@ def make_synthetic():
     write_png16(os.path.join(INPUTS, "rgb16_40x30.png"), c16[..., :3], 2)
     write_png16(os.path.join(INPUTS, "rgba16_40x30.png"), c16, 6)
     write_png16(os.path.join(INPUTS, "la16_40x30.png"), c16[..., [0, 3]], 4)
+    # CMYK JPEG (PIL writes Adobe-inverted CMYK; PIL's convert("RGB") and the image crate both undo it).
+    cm = np.stack([xx * 6, yy * 8, (xx + yy) * 3, (xx * yy) % 256], -1).astype(np.uint8)
+    Image.fromarray(cm, "CMYK").save(os.path.join(INPUTS, "cmyk_40x30.jpg"), quality=95)
     # JPEG with EXIF orientation 6 (transformers does not transpose it).
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -137,6 +140,7 @@ CASES = [
     ("palette", "synthetic", "palette_80x60.png", {}, False),
     ("tiny", "synthetic", "tiny_20x15.png", {}, True),
     ("wide", "synthetic", "wide_1000x50.png", {}, True),
+    ("cmyk", "synthetic", "cmyk_40x30.jpg", {}, False),
     ("exif6", "synthetic", "exif6_80x60.jpg", {}, False),
     # No resize: the 20x15 image is padded with zeros by the center crop.
     ("tiny_no_resize", "synthetic", "tiny_20x15.png", {"do_resize": False}, False),
