@@ -112,6 +112,10 @@ def make_synthetic():
     # CMYK JPEG (PIL writes Adobe-inverted CMYK; PIL's convert("RGB") and the image crate both undo it).
     cm = np.stack([xx * 6, yy * 8, (xx + yy) * 3, (xx * yy) % 256], -1).astype(np.uint8)
     Image.fromarray(cm, "CMYK").save(os.path.join(INPUTS, "cmyk_40x30.jpg"), quality=95)
+    # Tall: 300x2000 -> 224x1493, where Pillow runs the vertical pass first.
+    tall = np.stack([np.tile(np.arange(300)[None, :] * 3 % 256, (2000, 1)), np.tile(np.arange(2000)[:, None] * 7 % 256, (1, 300)),
+                     np.tile((np.arange(2000)[:, None] // 9 * 37) % 256, (1, 300))], -1).astype(np.uint8)
+    Image.fromarray(tall).save(os.path.join(INPUTS, "tall_300x2000.png"))
     # JPEG with EXIF orientation 6 (transformers does not transpose it).
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -141,12 +145,18 @@ CASES = [
     ("tiny", "synthetic", "tiny_20x15.png", {}, True),
     ("wide", "synthetic", "wide_1000x50.png", {}, True),
     ("cmyk", "synthetic", "cmyk_40x30.jpg", {}, False),
+    ("tall", "synthetic", "tall_300x2000.png", {}, True),
     ("exif6", "synthetic", "exif6_80x60.jpg", {}, False),
     # No resize: the 20x15 image is padded with zeros by the center crop.
     ("tiny_no_resize", "synthetic", "tiny_20x15.png", {"do_resize": False}, False),
     # Bilinear resize and a non-square crop.
     ("coffee_bilinear", "skimage", "coffee.png", {"resample": 2, "crop_size": {"height": 200, "width": 160}}, False),
 ]
+
+
+# Includes sizes where Pillow runs the vertical pass first (height shrinks by more than twice the width).
+RESIZE_TARGETS = [(1, 1), (5, 3), (16, 9), (37, 60), (100, 7), (74, 46), (23, 37), (200, 150), (3, 90), (37, 23),
+                  (36, 2), (30, 9), (60, 12), (37, 5), (33, 14)]
 
 
 def main():
@@ -200,8 +210,21 @@ def main():
             case["resized_hw"] = list(hw)
         cases.append(case)
         print(name, mode, out.shape, file=sys.stderr)
+    # Pillow's resampler alone, on one small image, over up/down scales and odd sizes, for both filters.
+    rdir = os.path.join(OUT, "resize")
+    os.makedirs(rdir, exist_ok=True)
+    src_path = os.path.join(INPUTS, "gradient_noise_500x333.png")
+    with Image.open(src_path) as im:
+        src = im.crop((101, 57, 138, 80))  # 37x23
+    src.save(os.path.join(rdir, "src_37x23.png"))
+    resize_cases = []
+    for filt, code in (("bicubic", Image.Resampling.BICUBIC), ("bilinear", Image.Resampling.BILINEAR)):
+        for w, h in RESIZE_TARGETS:
+            fn = f"{filt}_{w}x{h}.png"
+            src.resize((w, h), resample=code).save(os.path.join(rdir, fn), optimize=True)
+            resize_cases.append({"filter": int(code), "width": w, "height": h, "file": fn})
     meta = {"transformers": transformers.__version__, "pillow": Image.__version__, "numpy": np.__version__,
-            "processor": "CLIPImageProcessorPil (CLIPImageProcessor use_fast=False), defaults", "cases": cases,
+            "processor": "CLIPImageProcessorPil (CLIPImageProcessor use_fast=False), defaults", "cases": cases, "resize_cases": resize_cases,
             "lut": [[float(v) for v in row] for row in luts[0]]}
     with open(os.path.join(OUT, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)

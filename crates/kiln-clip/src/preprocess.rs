@@ -10,7 +10,7 @@
 //!    `load_image`, which the processor does not call on PIL images).
 //! 2. Resize ([`resize`]): the short side becomes `shortest_edge`, the long side
 //!    `int(shortest_edge * long / short)` (truncated), with Pillow's separable fixed-point filter on
-//!    uint8 (horizontal pass first, 22-bit coefficients, clip to 0..=255 after each pass).
+//!    uint8 (22-bit coefficients, clip to 0..=255 after each pass, Pillow's pass order).
 //! 3. Center crop ([`center_crop`]): offsets `(h - crop_h) // 2`, zero padding when the image is smaller.
 //! 4. Rescale: `f32(u8 as f64 * rescale_factor)`, as numpy upcasts to float64 and casts back.
 //! 5. Normalize: `(x - mean) / std` in `f32`, with `mean` and `std` rounded to `f32` first.
@@ -567,7 +567,9 @@ fn clip8(v: i32) -> u8 {
 }
 
 /// Pillow's `Image.resize((width, height), filter)` on an 8-bit RGB image: the separable fixed-point
-/// resampler of `libImaging/Resample.c`, horizontal pass first, each pass rounded and clipped to uint8.
+/// resampler of `libImaging/Resample.c` (Pillow 13), each pass rounded and clipped to uint8, in
+/// Pillow's pass order (vertical first only when the height shrinks by more than twice the width's
+/// shrink).
 pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Resample) -> Result<RgbImage> {
     if width == 0 || height == 0 || img.width == 0 || img.height == 0 {
         return Err(ClipError::InvalidImage {
@@ -577,12 +579,27 @@ pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Resample) -> 
             ),
         });
     }
+    // Pillow (libImaging/Resample.c, ImagingResampleInner) runs the vertical pass first when the height
+    // shrinks by more than twice as many pixels as the width does; otherwise horizontal first. The
+    // order changes the uint8 rounding between the passes, so it is replicated.
+    let (in_w, in_h) = (img.width as i64, img.height as i64);
+    let (dw, dh) = (in_w - width as i64, in_h - height as i64);
+    let horizontal_first = !(dh > 0 && dh > dw * 2);
     let mut cur = img.clone();
-    if width != cur.width {
-        cur = resample_horizontal(&cur, width, filter);
-    }
-    if height != cur.height {
-        cur = resample_vertical(&cur, height, filter);
+    if horizontal_first {
+        if width != cur.width {
+            cur = resample_horizontal(&cur, width, filter);
+        }
+        if height != cur.height {
+            cur = resample_vertical(&cur, height, filter);
+        }
+    } else {
+        if height != cur.height {
+            cur = resample_vertical(&cur, height, filter);
+        }
+        if width != cur.width {
+            cur = resample_horizontal(&cur, width, filter);
+        }
     }
     Ok(cur)
 }

@@ -234,3 +234,26 @@ fn config_file_errors_name_the_file_or_field() {
     assert_eq!(value_table(&cfg), value_table(&PreprocessConfig::default()));
     assert_eq!(cfg.output_hw(480, 640), (224, 224));
 }
+
+#[test]
+fn resampler_matches_pillow_bit_exactly() {
+    let meta = meta();
+    let dir = fixtures().join("resize");
+    let src = read_png(&dir.join("src_37x23.png"));
+    let cases = meta["resize_cases"].as_array().expect("resize_cases");
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let filter = match case["filter"].as_u64() {
+            Some(2) => Resample::Bilinear,
+            Some(3) => Resample::Bicubic,
+            other => panic!("filter {other:?}"),
+        };
+        let w = case["width"].as_u64().expect("width") as usize;
+        let h = case["height"].as_u64().expect("height") as usize;
+        let file = case["file"].as_str().expect("file");
+        let want = read_png(&dir.join(file));
+        let got = resize(&src, w, h, filter).expect("resize");
+        let (n, m) = diff_u8(&got, &want);
+        assert_eq!((n, m), (0, 0), "{file}: {n} bytes differ, max {m}");
+    }
+}
