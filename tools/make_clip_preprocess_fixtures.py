@@ -95,6 +95,10 @@ def make_synthetic():
     p = Image.fromarray(img[:50, :70]).quantize(colors=16)
     p.info["transparency"] = 3
     p.save(os.path.join(INPUTS, "palette_trns_70x50.png"), transparency=3)
+    # Grayscale and RGB with a tRNS colour key (PIL: info["transparency"], composited onto white).
+    Image.fromarray(g[:40, :50]).save(os.path.join(INPUTS, "gray_trns_50x40.png"), transparency=int(g[5, 5]))
+    Image.fromarray(img[:40, :50]).save(os.path.join(INPUTS, "rgb_trns_50x40.png"),
+                                        transparency=tuple(int(v) for v in img[7, 9]))
     # Palette image without transparency.
     Image.fromarray(img[100:160, 200:280]).quantize(colors=32).save(os.path.join(INPUTS, "palette_80x60.png"))
     # Tiny (smaller than the crop), and very wide.
@@ -141,6 +145,8 @@ CASES = [
     ("rgba_alpha", "synthetic", "rgba_alpha_60x40.png", {}, False),
     ("la", "synthetic", "la_60x40.png", {}, False),
     ("palette_trns", "synthetic", "palette_trns_70x50.png", {}, False),
+    ("gray_trns", "synthetic", "gray_trns_50x40.png", {}, False),
+    ("rgb_trns", "synthetic", "rgb_trns_50x40.png", {}, False),
     ("palette", "synthetic", "palette_80x60.png", {}, False),
     ("tiny", "synthetic", "tiny_20x15.png", {}, True),
     ("wide", "synthetic", "wide_1000x50.png", {}, True),
