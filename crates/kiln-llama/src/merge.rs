@@ -143,13 +143,9 @@ pub fn merge_to_hf(
             tc["chat_template"] = Value::String(t.clone());
         }
         write_json(&out.join("tokenizer_config.json"), &tc)?;
-        let eos = match config.eos_token_ids.as_slice() {
-            [one] => json!(one),
-            many => json!(many),
-        };
         write_json(
             &out.join("generation_config.json"),
-            &json!({"bos_token_id": config.bos_token_id, "eos_token_id": eos}),
+            &json!({"bos_token_id": config.bos_token_id, "eos_token_id": eos_json(&config)}),
         )?;
         Ok(report)
     }
@@ -203,10 +199,7 @@ fn hf_config(c: &LlamaConfig, path: &Path) -> Result<Value> {
             )));
         }
     };
-    let eos = match c.eos_token_ids.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
+    let eos = eos_json(c);
     Ok(json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -228,6 +221,14 @@ fn hf_config(c: &LlamaConfig, path: &Path) -> Result<Value> {
         "bos_token_id": c.bos_token_id,
         "eos_token_id": eos,
     }))
+}
+
+/// `eos_token_id` as transformers writes it: a number for one id, a list for several.
+fn eos_json(c: &LlamaConfig) -> Value {
+    match c.eos_token_ids.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
+    }
 }
 
 fn write_merged(

@@ -375,11 +375,15 @@ impl<'a> Trainer<'a> {
             ));
             idx
         };
+        let mut shuffled: Option<(usize, Vec<usize>)> = None;
         while state.step < total {
             let step = state.step;
             let step_start = std::time::Instant::now();
             let epoch = step / steps_per_epoch;
-            let idx = order(epoch);
+            if shuffled.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                shuffled = Some((epoch, order(epoch)));
+            }
+            let idx = shuffled.as_ref().map_or(&[][..], |(_, i)| i.as_slice());
             let first_micro = (step % steps_per_epoch) * c.grad_accum;
             let micros: Vec<Batch> = (first_micro
                 ..(first_micro + c.grad_accum).min(micro_per_epoch))
