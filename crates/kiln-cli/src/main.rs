@@ -16,6 +16,7 @@ use kiln_core::{
 };
 use kiln_llama::LlamaGenerator;
 
+mod clip;
 mod prompting;
 mod tune;
 
@@ -52,6 +53,9 @@ enum Command {
     Template(prompting::TemplateArgs),
     /// Evaluate a prompting strategy on a JSONL dataset (accuracy, steps, tokens).
     EvalPrompts(prompting::EvalPromptsArgs),
+    /// CLIP: zero-shot classification, embeddings, contrastive training.
+    #[command(subcommand)]
+    Clip(clip::ClipCommand),
 }
 
 /// The model to load and the adapters to apply.
@@ -337,6 +341,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapters(tune::AdaptersCommand::Average(a)) => tune::average(a),
         Command::Template(a) => prompting::template(a),
         Command::EvalPrompts(a) => prompting::eval_prompts(a),
+        Command::Clip(c) => clip::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

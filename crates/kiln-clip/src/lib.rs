@@ -22,13 +22,18 @@
 //! # }
 //! ```
 
+pub mod clip;
 pub mod config;
 pub mod error;
+pub mod fashion_mnist;
 pub mod load;
 pub mod model;
 pub mod preprocess;
+pub mod save;
 pub mod tokenizer;
+pub mod train;
 
+pub use clip::{Clip, LabelScore};
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
 pub use model::{ClipModel, TokenBatch};

@@ -16,7 +16,7 @@
 //! 5. Normalize: `(x - mean) / std` in `f32`, with `mean` and `std` rounded to `f32` first.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -372,6 +372,23 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<RgbImage> {
         path: path.to_path_buf(),
         reason,
     })
+}
+
+/// Decodes an encoded image (PNG, JPEG) held in memory with the rules of [`load_image`]; `name`
+/// stands for the file in errors.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    let path = PathBuf::from(name);
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| ClipError::ImageIo {
+            path: path.clone(),
+            source,
+        })?;
+    let img = reader.decode().map_err(|source| ClipError::ImageDecode {
+        path: path.clone(),
+        source,
+    })?;
+    dynamic_to_rgb(img).map_err(|reason| ClipError::UnsupportedImage { path, reason })
 }
 
 /// Converts a decoded image to RGB with the rules of [`load_image`].

@@ -246,6 +246,96 @@ impl ClipTokenizer {
         Self::build(encoder, merges, mpath)
     }
 
+    /// Loads a `tokenizers` `tokenizer.json` with a BPE model (`model.vocab`, `model.merges` as
+    /// `"a b"` strings or `["a", "b"]` pairs), as transformers' fast CLIP tokenizers are saved.
+    pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = utf8(path, read_file(path)?)?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| parse_err(path, format!("not JSON: {e}")))?;
+        let model = json
+            .get("model")
+            .ok_or_else(|| parse_err(path, "no `model` object"))?;
+        if let Some(kind) = model.get("type").and_then(|t| t.as_str())
+            && kind != "BPE"
+        {
+            return Err(parse_err(path, format!("`model.type` is {kind:?}, expected \"BPE\"")));
+        }
+        let encoder: HashMap<String, u32> = serde_json::from_value(
+            model
+                .get("vocab")
+                .cloned()
+                .ok_or_else(|| parse_err(path, "no `model.vocab`"))?,
+        )
+        .map_err(|e| parse_err(path, format!("`model.vocab`: {e}")))?;
+        let list = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| parse_err(path, "no `model.merges` array"))?;
+        let mut merges = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let pair = match m {
+                serde_json::Value::String(line) => line
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string())),
+                serde_json::Value::Array(v) if v.len() == 2 => {
+                    match (v[0].as_str(), v[1].as_str()) {
+                        (Some(a), Some(b)) => Some((a.to_string(), b.to_string())),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            merges.push(pair.ok_or_else(|| parse_err(path, format!("`model.merges[{i}]` is not a merge")))?);
+        }
+        if merges.is_empty() {
+            return Err(parse_err(path, "no merges"));
+        }
+        Self::build(encoder, merges, path)
+    }
+
+    /// Writes `vocab.json`, `merges.txt` and a `tokenizer_config.json` into `dir` (each file
+    /// atomically), the files transformers' `CLIPTokenizer.from_pretrained(dir)` reads.
+    ///
+    /// # Errors
+    /// [`ClipError::Io`] naming the file.
+    pub fn save(&self, dir: impl AsRef<Path>, model_max_length: usize) -> Result<()> {
+        let dir = dir.as_ref();
+        let mut vocab: Vec<(&String, &u32)> = self.encoder.iter().collect();
+        vocab.sort_by_key(|(_, id)| **id);
+        let vocab: serde_json::Map<String, serde_json::Value> = vocab
+            .into_iter()
+            .map(|(t, id)| (t.clone(), serde_json::Value::from(*id)))
+            .collect();
+        let mut ranked: Vec<(&(u32, u32), &(u32, u32))> = self.merges.iter().collect();
+        ranked.sort_by_key(|(_, (rank, _))| *rank);
+        let mut merges = String::from("#version: 0.2\n");
+        for ((a, b), _) in ranked {
+            let tok = |id: u32| self.decoder.get(id as usize).and_then(Option::as_deref).unwrap_or("");
+            merges.push_str(tok(*a));
+            merges.push(' ');
+            merges.push_str(tok(*b));
+            merges.push('\n');
+        }
+        let config = serde_json::json!({
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": model_max_length,
+            "bos_token": BOS_TOKEN,
+            "eos_token": EOS_TOKEN,
+            "unk_token": EOS_TOKEN,
+            "pad_token": EOS_TOKEN,
+            "do_lower_case": true,
+        });
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            kiln_core::fs::write_atomic(&p, bytes).map_err(|e| crate::ClipError::io(&p, e))
+        };
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        write("vocab.json", serde_json::Value::Object(vocab).to_string().as_bytes())?;
+        write("merges.txt", merges.as_bytes())?;
+        write("tokenizer_config.json", pretty(&config).as_bytes())
+    }
+
     fn build(
         encoder: HashMap<String, u32>,
         merge_list: Vec<(String, String)>,

@@ -29,6 +29,9 @@ mod chat;
 mod constraint;
 mod embed;
 mod error;
+pub mod fs;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod generate;
 mod tokenizer;
 mod tool;

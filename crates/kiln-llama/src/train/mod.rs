@@ -2,7 +2,6 @@
 //! tokens, batches, data sets in chat / Alpaca / plain-text JSONL, and the training loop.
 
 mod data;
-mod plot;
 mod trainer;
 
 use burn::tensor::activation::log_softmax;

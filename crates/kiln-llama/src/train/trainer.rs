@@ -578,7 +578,15 @@ fn write_curve(out: &Path, log: &[LogEntry]) -> Result<()> {
         csv.push_str(&format!("{},{:.3e},{:.6},{ev}\n", e.step, e.lr, e.loss));
     }
     write_atomic(&out.join("loss.csv"), csv.as_bytes())?;
-    let png = super::plot::loss_png(log);
+    let points: Vec<kiln_core::plot::LossPoint> = log
+        .iter()
+        .map(|e| kiln_core::plot::LossPoint {
+            step: e.step,
+            loss: e.loss,
+            eval_loss: e.eval_loss,
+        })
+        .collect();
+    let png = kiln_core::plot::loss_png(&points);
     write_atomic(&out.join("loss.png"), &png)?;
     Ok(())
 }
