@@ -7,7 +7,8 @@
 //! 1. The special tokens `<|startoftext|>` and `<|endoftext|>` are cut out of the **raw** text first
 //!    (case-sensitive, not normalised) and map straight to their ids; the rest is processed in segments.
 //! 2. Normalisation of each segment: Unicode NFC, every run of whitespace (`\s+`) replaced by one space,
-//!    lower-casing (full Unicode lower-casing, as Rust's `str::to_lowercase`).
+//!    lower-casing character by character (`char::to_lowercase`, as the `tokenizers` Lowercase
+//!    normalizer: no context-dependent rules, so a word-final `Σ` becomes `σ`, not `ς`).
 //! 3. Pre-tokenisation: the CLIP regex
 //!    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
 //!    keeps its matches and drops everything else (so whitespace disappears); then the GPT-2 byte-level
@@ -523,7 +524,12 @@ impl ClipTokenizer {
             return;
         }
         let nfc: String = segment.nfc().map(|(c, _)| c).collect();
-        let normalized = self.ws_re.replace_all(&nfc, " ").to_lowercase();
+        let normalized: String = self
+            .ws_re
+            .replace_all(&nfc, " ")
+            .chars()
+            .flat_map(char::to_lowercase)
+            .collect();
         for piece in self.clip_re.find_iter(&normalized) {
             for word in self.gpt2_re.find_iter(piece.as_str()) {
                 let mapped: String = word
