@@ -148,7 +148,12 @@ fn open(model: &Path, device: &DeviceSpec) -> Result<Clip> {
 
 fn classify(a: &ClassifyArgs) -> Result<()> {
     let clip = open(&a.model, &a.device)?;
-    let labels: Vec<&str> = a.labels.split(',').map(str::trim).filter(|l| !l.is_empty()).collect();
+    let labels: Vec<&str> = a
+        .labels
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if labels.is_empty() {
         bail!("--labels is empty");
     }
@@ -233,14 +238,23 @@ const TEMPLATES: [&str; 4] = [
 ];
 
 fn read_jsonl(path: &Path) -> Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut pairs = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
         let (Some(img), Some(cap)) = (v["image"].as_str(), v["caption"].as_str()) else {
-            bail!("{}:{}: needs string fields `image` and `caption`", path.display(), i + 1);
+            bail!(
+                "{}:{}: needs string fields `image` and `caption`",
+                path.display(),
+                i + 1
+            );
         };
         pairs.push(Pair {
             image: load_image(dir.join(img))?,
@@ -258,7 +272,9 @@ fn train(a: &TrainArgs) -> Result<()> {
         (None, Some(cfg)) => {
             let config = ClipConfig::from_file(cfg)?;
             let Some(vocab) = &a.vocab else {
-                bail!("--init-config needs --vocab (bpe_simple_vocab_16e6.txt.gz, tokenizer.json or a vocab.json + merges.txt directory)");
+                bail!(
+                    "--init-config needs --vocab (bpe_simple_vocab_16e6.txt.gz, tokenizer.json or a vocab.json + merges.txt directory)"
+                );
             };
             let tokenizer = tokenizer_from(vocab)?;
             if tokenizer.vocab_size() > config.text_config.vocab_size {
@@ -338,7 +354,11 @@ fn eval(a: &EvalArgs) -> Result<()> {
             "per_class": CLASSES.iter().zip(per_class).map(|(c, v)| (c.to_string(), serde_json::Value::from(v))).collect::<serde_json::Map<_, _>>()});
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("zero-shot accuracy on {} test images: {:.2}% ({secs:.1} s)", test.len(), 100.0 * acc);
+        println!(
+            "zero-shot accuracy on {} test images: {:.2}% ({secs:.1} s)",
+            test.len(),
+            100.0 * acc
+        );
         for (c, v) in CLASSES.iter().zip(per_class) {
             println!("  {c:<12} {:.2}%", 100.0 * v);
         }

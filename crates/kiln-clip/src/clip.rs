@@ -116,8 +116,22 @@ impl Clip {
 
     /// Takes the CLIP apart: model, configuration, tokenizer, processor settings and name.
     #[must_use]
-    pub fn into_parts(self) -> (ClipModel, ClipConfig, ClipTokenizer, PreprocessConfig, String) {
-        (self.model, self.config, self.tokenizer, self.preprocess, self.name)
+    pub fn into_parts(
+        self,
+    ) -> (
+        ClipModel,
+        ClipConfig,
+        ClipTokenizer,
+        PreprocessConfig,
+        String,
+    ) {
+        (
+            self.model,
+            self.config,
+            self.tokenizer,
+            self.preprocess,
+            self.name,
+        )
     }
 
     /// The model.
@@ -370,7 +384,9 @@ pub fn default_preprocess(side: usize) -> PreprocessConfig {
 /// No labels or a template without `{}`.
 pub fn label_prompts<S: AsRef<str>>(labels: &[S], template: &str) -> Result<Vec<String>> {
     if labels.is_empty() {
-        return Err(ClipError::Input("zero-shot classification needs labels".into()));
+        return Err(ClipError::Input(
+            "zero-shot classification needs labels".into(),
+        ));
     }
     if !template.contains("{}") {
         return Err(ClipError::Input(format!(
@@ -417,7 +433,9 @@ fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
 fn decode_data_url(url: &str) -> Result<Vec<u8>> {
     use base64::Engine as _;
     let rest = url.strip_prefix("data:").ok_or_else(|| {
-        ClipError::Input("remote image URLs are not fetched by kiln-clip; pass bytes or a path".into())
+        ClipError::Input(
+            "remote image URLs are not fetched by kiln-clip; pass bytes or a path".into(),
+        )
     })?;
     let (meta, payload) = rest
         .split_once(',')
@@ -455,7 +473,9 @@ impl Embedder for Clip {
         for (i, input) in inputs.iter().enumerate() {
             match input {
                 EmbeddingInput::Text(t) => texts.push((i, t.as_str())),
-                EmbeddingInput::Image(src) => images.push((i, Self::read_image(src).map_err(to_core)?)),
+                EmbeddingInput::Image(src) => {
+                    images.push((i, Self::read_image(src).map_err(to_core)?))
+                }
             }
         }
         let mut out = vec![Vec::new(); inputs.len()];
@@ -467,7 +487,10 @@ impl Embedder for Clip {
         }
         if !images.is_empty() {
             let imgs: Vec<RgbImage> = images.iter().map(|(_, im)| im.clone()).collect();
-            for ((i, _), e) in images.iter().zip(self.embed_images(&imgs).map_err(to_core)?) {
+            for ((i, _), e) in images
+                .iter()
+                .zip(self.embed_images(&imgs).map_err(to_core)?)
+            {
                 out[*i] = e;
             }
         }
@@ -495,7 +518,10 @@ mod tests {
 
     #[test]
     fn data_urls() {
-        assert_eq!(decode_data_url("data:image/png;base64,aGk=").unwrap(), b"hi");
+        assert_eq!(
+            decode_data_url("data:image/png;base64,aGk=").unwrap(),
+            b"hi"
+        );
         assert!(decode_data_url("https://example.com/a.png").is_err());
         assert!(decode_data_url("data:image/png,hi").is_err());
         assert!(decode_data_url("data:image/png;base64,***").is_err());

@@ -224,7 +224,7 @@ impl VisionConfig {
         positive(at, "num_channels", self.num_channels)?;
         positive(at, "intermediate_size", self.intermediate_size)?;
         divides(at, self.hidden_size, self.num_attention_heads)?;
-        if self.image_size % self.patch_size != 0 {
+        if !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!(
                 "`{at}.image_size` = {} is not a multiple of `{at}.patch_size` = {}",
                 self.image_size, self.patch_size
@@ -243,7 +243,7 @@ fn positive(at: &str, field: &str, v: usize) -> std::result::Result<(), String> 
 }
 
 fn divides(at: &str, hidden: usize, heads: usize) -> std::result::Result<(), String> {
-    if hidden % heads != 0 {
+    if !hidden.is_multiple_of(heads) {
         Err(format!(
             "`{at}.hidden_size` = {hidden} is not divisible by `{at}.num_attention_heads` = {heads}"
         ))

@@ -76,7 +76,10 @@ pub fn parse_images(bytes: &[u8], path: &Path) -> Result<(usize, usize, usize, V
     if bytes.len() - 16 != need {
         return Err(bad(
             path,
-            format!("{n} images of {r}x{c} need {need} bytes, the file has {}", bytes.len() - 16),
+            format!(
+                "{n} images of {r}x{c} need {need} bytes, the file has {}",
+                bytes.len() - 16
+            ),
         ));
     }
     Ok((n, r, c, bytes[16..].to_vec()))
@@ -93,7 +96,10 @@ pub fn parse_labels(bytes: &[u8], path: &Path) -> Result<Vec<usize>> {
     }
     let n = be32(bytes, 4);
     if bytes.len() - 8 != n {
-        return Err(bad(path, format!("{n} labels, but {} bytes", bytes.len() - 8)));
+        return Err(bad(
+            path,
+            format!("{n} labels, but {} bytes", bytes.len() - 8),
+        ));
     }
     bytes[8..]
         .iter()
@@ -122,7 +128,10 @@ pub fn load(dir: impl AsRef<Path>, split: Split) -> Result<Vec<Sample>> {
     let (n, r, c, pixels) = parse_images(&read_gz(&ipath)?, &ipath)?;
     let labels = parse_labels(&read_gz(&lpath)?, &lpath)?;
     if labels.len() != n {
-        return Err(bad(&lpath, format!("{} labels for {n} images", labels.len())));
+        return Err(bad(
+            &lpath,
+            format!("{} labels for {n} images", labels.len()),
+        ));
     }
     pixels
         .chunks_exact(r * c)
@@ -135,23 +144,6 @@ pub fn load(dir: impl AsRef<Path>, split: Split) -> Result<Vec<Sample>> {
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_rejects() {
-        let p = Path::new("x.gz");
-        let mut img = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2];
-        img.extend([1, 2, 3, 4]);
-        let (n, r, c, px) = parse_images(&img, p).unwrap();
-        assert_eq!((n, r, c, px), (1, 2, 2, vec![1, 2, 3, 4]));
-        assert!(parse_images(&img[..18], p).unwrap_err().to_string().contains("x.gz"));
-        assert!(parse_labels(&[0, 0, 8, 1, 0, 0, 0, 1, 10], p).is_err());
-        assert_eq!(parse_labels(&[0, 0, 8, 1, 0, 0, 0, 1, 9], p).unwrap(), vec![9]);
-    }
 }
 
 /// Zero-shot accuracy of `clip` on `samples`: each image is assigned the class whose prompt
@@ -188,4 +180,29 @@ pub fn zero_shot_accuracy(
     let per_class = std::array::from_fn(|i| correct[i] as f64 / total[i].max(1) as f64);
     let acc = correct.iter().sum::<usize>() as f64 / samples.len().max(1) as f64;
     Ok((acc, per_class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let p = Path::new("x.gz");
+        let mut img = vec![0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2];
+        img.extend([1, 2, 3, 4]);
+        let (n, r, c, px) = parse_images(&img, p).unwrap();
+        assert_eq!((n, r, c, px), (1, 2, 2, vec![1, 2, 3, 4]));
+        assert!(
+            parse_images(&img[..18], p)
+                .unwrap_err()
+                .to_string()
+                .contains("x.gz")
+        );
+        assert!(parse_labels(&[0, 0, 8, 1, 0, 0, 0, 1, 10], p).is_err());
+        assert_eq!(
+            parse_labels(&[0, 0, 8, 1, 0, 0, 0, 1, 9], p).unwrap(),
+            vec![9]
+        );
+    }
 }

@@ -16,7 +16,8 @@ use crate::model::encoder::Encoder;
 use crate::{Clip, ClipConfig, ClipError, Result};
 
 /// `(name, PyTorch shape, f32 values)`.
-type Named = (String, Vec<usize>, Vec<f32>);
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+type Named = NamedTensor;
 
 fn values<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
@@ -31,7 +32,11 @@ fn push<const D: usize>(out: &mut Vec<Named>, name: String, t: Tensor<D>) -> Res
     Ok(())
 }
 
-fn push_param<const D: usize>(out: &mut Vec<Named>, name: String, p: &Param<Tensor<D>>) -> Result<()> {
+fn push_param<const D: usize>(
+    out: &mut Vec<Named>,
+    name: String,
+    p: &Param<Tensor<D>>,
+) -> Result<()> {
     push(out, name, p.val())
 }
 
@@ -61,7 +66,11 @@ fn push_encoder(out: &mut Vec<Named>, prefix: &str, e: &Encoder) -> Result<()> {
         push_linear(out, &format!("{p}.self_attn.q_proj"), &l.self_attn.q_proj)?;
         push_linear(out, &format!("{p}.self_attn.k_proj"), &l.self_attn.k_proj)?;
         push_linear(out, &format!("{p}.self_attn.v_proj"), &l.self_attn.v_proj)?;
-        push_linear(out, &format!("{p}.self_attn.out_proj"), &l.self_attn.out_proj)?;
+        push_linear(
+            out,
+            &format!("{p}.self_attn.out_proj"),
+            &l.self_attn.out_proj,
+        )?;
         push_norm(out, &format!("{p}.layer_norm1"), &l.layer_norm1)?;
         push_linear(out, &format!("{p}.mlp.fc1"), &l.mlp.fc1)?;
         push_linear(out, &format!("{p}.mlp.fc2"), &l.mlp.fc2)?;
@@ -75,18 +84,25 @@ impl ClipModel {
     ///
     /// # Errors
     /// When a weight cannot be read back from the device.
-    pub fn hf_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn hf_tensors(&self) -> Result<Vec<NamedTensor>> {
         let mut out = Vec::new();
         let v = &self.vision_model;
         let e = &v.embeddings;
-        push_param(&mut out, "vision_model.embeddings.class_embedding".into(), &e.class_embedding)?;
+        push_param(
+            &mut out,
+            "vision_model.embeddings.class_embedding".into(),
+            &e.class_embedding,
+        )?;
         let [k, h] = e.patch_embedding.val().dims();
         let p = e.patch;
         debug_assert_eq!(k, e.channels * p * p);
         push(
             &mut out,
             "vision_model.embeddings.patch_embedding.weight".into(),
-            e.patch_embedding.val().transpose().reshape([h, e.channels, p, p]),
+            e.patch_embedding
+                .val()
+                .transpose()
+                .reshape([h, e.channels, p, p]),
         )?;
         push_param(
             &mut out,

@@ -260,7 +260,10 @@ impl ClipTokenizer {
         if let Some(kind) = model.get("type").and_then(|t| t.as_str())
             && kind != "BPE"
         {
-            return Err(parse_err(path, format!("`model.type` is {kind:?}, expected \"BPE\"")));
+            return Err(parse_err(
+                path,
+                format!("`model.type` is {kind:?}, expected \"BPE\""),
+            ));
         }
         let encoder: HashMap<String, u32> = serde_json::from_value(
             model
@@ -287,7 +290,9 @@ impl ClipTokenizer {
                 }
                 _ => None,
             };
-            merges.push(pair.ok_or_else(|| parse_err(path, format!("`model.merges[{i}]` is not a merge")))?);
+            merges.push(
+                pair.ok_or_else(|| parse_err(path, format!("`model.merges[{i}]` is not a merge")))?,
+            );
         }
         if merges.is_empty() {
             return Err(parse_err(path, "no merges"));
@@ -308,11 +313,16 @@ impl ClipTokenizer {
             .into_iter()
             .map(|(t, id)| (t.clone(), serde_json::Value::from(*id)))
             .collect();
-        let mut ranked: Vec<(&(u32, u32), &(u32, u32))> = self.merges.iter().collect();
+        let mut ranked: Vec<_> = self.merges.iter().collect();
         ranked.sort_by_key(|(_, (rank, _))| *rank);
         let mut merges = String::from("#version: 0.2\n");
         for ((a, b), _) in ranked {
-            let tok = |id: u32| self.decoder.get(id as usize).and_then(Option::as_deref).unwrap_or("");
+            let tok = |id: u32| {
+                self.decoder
+                    .get(id as usize)
+                    .and_then(Option::as_deref)
+                    .unwrap_or("")
+            };
             merges.push_str(tok(*a));
             merges.push(' ');
             merges.push_str(tok(*b));
@@ -332,7 +342,10 @@ impl ClipTokenizer {
             kiln_core::fs::write_atomic(&p, bytes).map_err(|e| crate::ClipError::io(&p, e))
         };
         let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        write("vocab.json", serde_json::Value::Object(vocab).to_string().as_bytes())?;
+        write(
+            "vocab.json",
+            serde_json::Value::Object(vocab).to_string().as_bytes(),
+        )?;
         write("merges.txt", merges.as_bytes())?;
         write("tokenizer_config.json", pretty(&config).as_bytes())
     }

@@ -121,7 +121,10 @@ fn targets(captions: &[&str], groups: &[Option<u64>]) -> Vec<f32> {
 #[must_use]
 pub fn contrastive_loss(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     let n = logits.dims()[0] as f64;
-    let per_image = log_softmax(logits.clone(), 1).mul(targets.clone()).sum().neg();
+    let per_image = log_softmax(logits.clone(), 1)
+        .mul(targets.clone())
+        .sum()
+        .neg();
     let per_text = log_softmax(logits.transpose(), 1)
         .mul(targets.transpose())
         .sum()
@@ -194,7 +197,10 @@ pub fn train_contrastive(
             let img = model.image_features(pixels)?;
             let txt = model.text_features(&tokens)?;
             let logits = model.logits(img, txt);
-            let t = Tensor::<2>::from_data(TensorData::new(targets(&captions, &groups), [batch, batch]), &ad);
+            let t = Tensor::<2>::from_data(
+                TensorData::new(targets(&captions, &groups), [batch, batch]),
+                &ad,
+            );
             let loss = contrastive_loss(logits, t);
             let value: f32 = loss
                 .clone()
@@ -211,9 +217,7 @@ pub fn train_contrastive(
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = learning_rate(config.lr, step, config.warmup_steps, steps);
             model = optim.step(lr, model, grads);
-            model.logit_scale = model
-                .logit_scale
-                .map(|s| s.clamp_max(max_scale).detach());
+            model.logit_scale = model.logit_scale.map(|s| s.clamp_max(max_scale).detach());
             losses.push(value);
             step += 1;
             bar.set_message(format!("loss {value:.4}"));
@@ -251,7 +255,10 @@ fn write_curve(out: &Path, losses: &[f32]) -> Result<()> {
             eval_loss: None,
         })
         .collect();
-    for (name, bytes) in [("loss.csv", csv.into_bytes()), ("loss.png", loss_png(&points))] {
+    for (name, bytes) in [
+        ("loss.csv", csv.into_bytes()),
+        ("loss.png", loss_png(&points)),
+    ] {
         let p = out.join(name);
         kiln_core::fs::write_atomic(&p, &bytes).map_err(|e| ClipError::io(&p, e))?;
     }
@@ -281,8 +288,12 @@ mod tests {
     #[test]
     fn loss_matches_cross_entropy_for_distinct_captions() {
         let d = burn::tensor::Device::flex();
-        let logits = Tensor::<2>::from_data(TensorData::new(vec![2.0f32, 0.0, 1.0, 3.0], [2, 2]), &d);
-        let t = Tensor::<2>::from_data(TensorData::new(targets(&["x", "y"], &[None, None]), [2, 2]), &d);
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(vec![2.0f32, 0.0, 1.0, 3.0], [2, 2]), &d);
+        let t = Tensor::<2>::from_data(
+            TensorData::new(targets(&["x", "y"], &[None, None]), [2, 2]),
+            &d,
+        );
         let got: f32 = contrastive_loss(logits, t).into_scalar();
         // Rows: -log softmax([2,0])[0], -log softmax([1,3])[1]; columns: [2,1] -> 0, [0,3] -> 1.
         let ce = |a: f32, b: f32| (a.exp() + b.exp()).ln() - a;

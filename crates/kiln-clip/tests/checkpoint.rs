@@ -14,7 +14,9 @@ use kiln_clip::train::{ContrastiveConfig, Pair, train_contrastive};
 use kiln_clip::{Clip, ClipConfig, ClipError, ClipTokenizer, RgbImage};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip_models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/clip_models")
+        .join(name)
 }
 
 fn all_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
@@ -31,7 +33,11 @@ fn all_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
 #[test]
 fn saved_tensors_are_transformers_own() {
     let device = Device::flex();
-    for name in ["quick_gelu_p4", "gelu_p8_legacy_eos", "quick_gelu_p16_wide_proj"] {
+    for name in [
+        "quick_gelu_p4",
+        "gelu_p8_legacy_eos",
+        "quick_gelu_p16_wide_proj",
+    ] {
         let dir = fixture(name);
         let config = ClipConfig::from_file(dir.join("config.json")).unwrap();
         let files = SafetensorsFiles::open_file(dir.join("model.safetensors")).unwrap();
@@ -49,7 +55,9 @@ fn saved_tensors_are_transformers_own() {
             let (gs, gv) = &got[k];
             assert_eq!(gs, shape, "{name}: {k} shape");
             assert!(
-                gv.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits()),
+                gv.iter()
+                    .zip(values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{name}: {k} values differ"
             );
         }
@@ -82,14 +90,20 @@ fn bad_checkpoints_are_errors_that_name_the_file_and_tensor() {
     wide.vision_config.intermediate_size = 80;
     let files = SafetensorsFiles::open_file(dir.join("model.safetensors")).unwrap();
     let e = wide.load(&files, &device).unwrap_err().to_string();
-    assert!(e.contains("vision_model.encoder.layers.0.mlp.fc1.weight") && e.contains("[80, 32]"), "{e}");
+    assert!(
+        e.contains("vision_model.encoder.layers.0.mlp.fc1.weight") && e.contains("[80, 32]"),
+        "{e}"
+    );
     assert!(e.contains("model.safetensors"), "{e}");
 
     // More layers than the checkpoint has: the missing tensor is named.
     let mut deep = config.clone();
     deep.text_config.num_hidden_layers = 3;
     let e = deep.load(&files, &device).unwrap_err().to_string();
-    assert!(e.contains("missing tensor") && e.contains("text_model.encoder.layers.2"), "{e}");
+    assert!(
+        e.contains("missing tensor") && e.contains("text_model.encoder.layers.2"),
+        "{e}"
+    );
 
     // A truncated safetensors file.
     let tmp = tempfile::tempdir().unwrap();
@@ -97,14 +111,20 @@ fn bad_checkpoints_are_errors_that_name_the_file_and_tensor() {
     let cut = tmp.path().join("model.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let e = SafetensorsFiles::open_file(&cut).unwrap_err().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("invalid safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("invalid safetensors"),
+        "{e}"
+    );
 
     // A directory without a tokenizer.
     let bare = tmp.path().join("bare");
     copy_dir(&dir, &bare);
     std::fs::remove_file(bare.join("expected.safetensors")).unwrap();
     let e = Clip::open(&bare, &device).unwrap_err();
-    assert!(matches!(e, ClipError::Config { .. }) && e.to_string().contains("tokenizer"), "{e}");
+    assert!(
+        matches!(e, ClipError::Config { .. }) && e.to_string().contains("tokenizer"),
+        "{e}"
+    );
 
     // Pixels of the wrong size.
     let model = config.load(&files, &device).unwrap();
@@ -116,13 +136,20 @@ fn bad_checkpoints_are_errors_that_name_the_file_and_tensor() {
 fn gz_path() -> PathBuf {
     let cache = std::env::var_os("KILN_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/kiln"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/kiln")
+        });
     cache.join("assets/clip/bpe_simple_vocab_16e6.txt.gz")
 }
 
 /// A flat-coloured 16x16 image.
 fn swatch(rgb: [u8; 3]) -> RgbImage {
-    RgbImage::new(16, 16, rgb.iter().copied().cycle().take(16 * 16 * 3).collect()).unwrap()
+    RgbImage::new(
+        16,
+        16,
+        rgb.iter().copied().cycle().take(16 * 16 * 3).collect(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -156,7 +183,11 @@ fn contrastive_training_learns_colours_and_the_saved_model_reopens() {
         .map(|(i, (name, rgb))| {
             let j = (i as u8 % 7) * 3;
             Pair {
-                image: swatch([rgb[0].saturating_sub(j), rgb[1].saturating_sub(j), rgb[2].saturating_sub(j)]),
+                image: swatch([
+                    rgb[0].saturating_sub(j),
+                    rgb[1].saturating_sub(j),
+                    rgb[2].saturating_sub(j),
+                ]),
                 caption: format!("a {name} square"),
                 group: None,
             }
@@ -177,12 +208,17 @@ fn contrastive_training_learns_colours_and_the_saved_model_reopens() {
     let last: f32 = report.losses[150..].iter().sum::<f32>() / 10.0;
     // Each batch of 16 holds 4 copies of each caption, so the lowest reachable loss is ln 4.
     let floor = 4f32.ln();
-    assert!(first > floor + 1.0 && last < floor + 0.15, "loss {first} -> {last}, floor {floor}");
+    assert!(
+        first > floor + 1.0 && last < floor + 0.15,
+        "loss {first} -> {last}, floor {floor}"
+    );
     assert!(out.path().join("loss.png").is_file() && out.path().join("loss.csv").is_file());
 
     let labels: Vec<&str> = colours.iter().map(|(n, _)| *n).collect();
     for (name, rgb) in &colours {
-        let top = &clip.zero_shot(&swatch(*rgb), &labels, "a {} square").unwrap()[0];
+        let top = &clip
+            .zero_shot(&swatch(*rgb), &labels, "a {} square")
+            .unwrap()[0];
         assert_eq!(top.label, *name, "zero-shot on a {name} swatch");
     }
 

@@ -30,9 +30,9 @@ mod constraint;
 mod embed;
 mod error;
 pub mod fs;
+mod generate;
 #[cfg(feature = "plot")]
 pub mod plot;
-mod generate;
 mod tokenizer;
 mod tool;
 mod utf8;
