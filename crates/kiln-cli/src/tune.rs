@@ -323,7 +323,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
     } else {
         let ppl = |l: Option<f64>| l.map_or("-".into(), |l| format!("{:.3}", l.exp()));
         println!(
-            "{} steps, {:.0} tokens/s; eval loss {} -> {} (perplexity {} -> {}); adapter in {}",
+            "{} steps, {:.0} tokens/s; eval loss {} -> {} (perplexity {} -> {}); output in {}",
             report.steps,
             report.tokens_per_second,
             report
