@@ -13,6 +13,19 @@ use crate::Result;
 use crate::config::Activation;
 use crate::load::Weights;
 
+impl Activation {
+    /// Applies the activation elementwise.
+    #[must_use]
+    pub fn apply<const D: usize>(self, y: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::QuickGelu => y.clone().mul(sigmoid(y.mul_scalar(1.702))),
+            Activation::Gelu => gelu(y),
+            Activation::GeluTanh => gelu_approximate(y),
+            Activation::Relu => relu(y),
+        }
+    }
+}
+
 /// The shape of one tower's encoder.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderConfig {
@@ -154,14 +167,7 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.fc1.forward(x);
-        let y = match self.act {
-            Activation::QuickGelu => y.clone().mul(sigmoid(y.mul_scalar(1.702))),
-            Activation::Gelu => gelu(y),
-            Activation::GeluTanh => gelu_approximate(y),
-            Activation::Relu => relu(y),
-        };
-        self.fc2.forward(y)
+        self.fc2.forward(self.act.apply(self.fc1.forward(x)))
     }
 }
 

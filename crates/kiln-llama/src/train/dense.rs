@@ -249,7 +249,10 @@ impl DenseParams {
     /// Values whose count or lengths differ from the tensors'.
     pub fn with_values(&self, values: Vec<Vec<f32>>) -> Result<Self> {
         if values.len() != self.values.len()
-            || values.iter().zip(&self.values).any(|(a, b)| a.len() != b.len())
+            || values
+                .iter()
+                .zip(&self.values)
+                .any(|(a, b)| a.len() != b.len())
         {
             return Err(Error::Invalid(
                 "replacement values do not match the trainable tensors".into(),

@@ -60,7 +60,7 @@ fn serialize(tensors: &[(String, Vec<usize>, &[f32])]) -> Result<Vec<u8>> {
 ///
 /// # Errors
 /// A missing or malformed file, named in the error.
-pub fn read_params(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_params(path: &Path) -> Result<crate::merge::Overrides> {
     let files = SafetensorsFiles::open_file(path)?;
     files
         .names()
