@@ -37,6 +37,9 @@ pub struct ClassifyArgs {
     /// Prompt template; `{}` is replaced by each label.
     #[arg(long, default_value = "{}")]
     template: String,
+    /// A PEFT LoRA adapter directory merged into the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -56,6 +59,9 @@ pub struct EmbedArgs {
     /// Texts (repeatable).
     #[arg(long)]
     text: Vec<String>,
+    /// A PEFT LoRA adapter directory merged into the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -110,6 +116,16 @@ pub struct TrainArgs {
     /// Device: cpu, wgpu, vulkan, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Train a LoRA adapter of this rank instead of every weight (saved to OUT/adapter in PEFT's
+    /// format; OUT also gets the merged model).
+    #[arg(long)]
+    lora_r: Option<usize>,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// LoRA target modules (PEFT's rules: names or `all-linear`).
+    #[arg(long, default_value = "q_proj,v_proj")]
+    lora_targets: String,
 }
 
 #[derive(Args)]
@@ -141,13 +157,22 @@ pub fn run(cmd: &ClipCommand) -> Result<()> {
     }
 }
 
-fn open(model: &Path, device: &DeviceSpec) -> Result<Clip> {
+fn open(model: &Path, device: &DeviceSpec, adapter: Option<&Path>) -> Result<Clip> {
     let device = device.device()?;
-    Clip::open(model, &device).with_context(|| format!("loading CLIP from {}", model.display()))
+    let clip = Clip::open(model, &device)
+        .with_context(|| format!("loading CLIP from {}", model.display()))?;
+    let Some(dir) = adapter else {
+        return Ok(clip);
+    };
+    let lora = kiln_lora::LoraAdapter::load(dir)
+        .with_context(|| format!("loading the adapter {}", dir.display()))?;
+    let (mut model, config, tokenizer, pp, name) = clip.into_parts();
+    model.merge_lora(&lora, 1.0)?;
+    Ok(Clip::new(model, config, tokenizer, pp, name)?)
 }
 
 fn classify(a: &ClassifyArgs) -> Result<()> {
-    let clip = open(&a.model, &a.device)?;
+    let clip = open(&a.model, &a.device, a.adapter.as_deref())?;
     let labels: Vec<&str> = a
         .labels
         .split(',')
@@ -186,7 +211,7 @@ fn embed(a: &EmbedArgs) -> Result<()> {
     if a.image.is_empty() && a.text.is_empty() {
         bail!("give at least one --image or --text");
     }
-    let clip = open(&a.model, &a.device)?;
+    let clip = open(&a.model, &a.device, a.adapter.as_deref())?;
     let mut rows: Vec<(String, String, Vec<f32>)> = Vec::new();
     if !a.image.is_empty() {
         let images = a
@@ -265,6 +290,24 @@ fn read_jsonl(path: &Path) -> Result<Vec<Pair>> {
     Ok(pairs)
 }
 
+fn lora_config(r: usize, alpha: f64, targets: &str) -> Result<kiln_lora::LoraConfig> {
+    let targets: Vec<String> = targets
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let target = if targets.len() == 1 && targets[0] == "all-linear" {
+        serde_json::Value::from("all-linear")
+    } else {
+        serde_json::Value::from(targets)
+    };
+    let cfg: kiln_lora::LoraConfig = serde_json::from_value(serde_json::json!({
+        "peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": target
+    }))?;
+    cfg.validate("--lora-*")?;
+    Ok(cfg)
+}
+
 fn train(a: &TrainArgs) -> Result<()> {
     let device = a.device.device()?;
     let clip = match (&a.model, &a.init_config) {
@@ -314,6 +357,10 @@ fn train(a: &TrainArgs) -> Result<()> {
         max_steps: a.max_steps,
         seed: a.seed,
         progress: true,
+        lora: match a.lora_r {
+            Some(r) => Some(lora_config(r, a.lora_alpha, &a.lora_targets)?),
+            None => None,
+        },
     };
     let (clip, report) = train_contrastive(clip, &pairs, &config, Some(&a.out))?;
     clip.save(&a.out)?;
@@ -344,7 +391,7 @@ fn train(a: &TrainArgs) -> Result<()> {
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
-    let clip = open(&a.model, &a.device)?;
+    let clip = open(&a.model, &a.device, None)?;
     let test = fashion_mnist::load(&a.fashion_mnist, Split::Test)?;
     let started = std::time::Instant::now();
     let (acc, per_class) = fashion_mnist::zero_shot_accuracy(&clip, &test, &a.template)?;

@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod fashion_mnist;
 pub mod load;
+pub mod lora;
 pub mod model;
 pub mod preprocess;
 pub mod save;

@@ -21,9 +21,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::clip::{pixel_values, tokens};
+use crate::lora::LoraHook;
 use crate::model::ClipModel;
 use crate::preprocess::RgbImage;
 use crate::{Clip, ClipError, Result};
+use kiln_lora::LoraAdapter;
+use kiln_lora::train::{AdamW as LoraAdamW, AdamWConfig as LoraAdamWConfig, StepFactors};
 
 /// One training pair.
 #[derive(Debug, Clone)]
@@ -56,6 +59,9 @@ pub struct ContrastiveConfig {
     pub seed: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// Train a LoRA adapter (kiln-lora, PEFT's format and target rules: e.g. `q_proj`, `v_proj`
+    /// of both towers) instead of every weight; the towers and the temperature stay frozen.
+    pub lora: Option<kiln_lora::LoraConfig>,
 }
 
 impl Default for ContrastiveConfig {
@@ -69,6 +75,7 @@ impl Default for ContrastiveConfig {
             max_steps: None,
             seed: 0,
             progress: true,
+            lora: None,
         }
     }
 }
@@ -84,6 +91,9 @@ pub struct ContrastiveReport {
     pub seconds: f64,
     /// Pairs per second.
     pub pairs_per_second: f64,
+    /// The trained adapter, for a LoRA run (also merged into the returned model, and saved in
+    /// PEFT's format to `out/adapter/` when `out` is given).
+    pub adapter: Option<kiln_lora::LoraAdapter>,
 }
 
 /// Learning rate at `step` (0-based): linear warmup, then cosine decay to zero at `total`.
@@ -159,6 +169,28 @@ pub fn train_contrastive(
     let device = model.device();
     let ad = device.clone().autodiff();
     let mut model: ClipModel = model.fork(&ad).train();
+    let mut lora = match &config.lora {
+        Some(cfg) => {
+            model = model.no_grad();
+            let adapter =
+                LoraAdapter::init("clip", cfg.clone(), &model.linear_modules(), config.seed)
+                    .map_err(|e| ClipError::Train(format!("LoRA: {e}")))?;
+            let sizes: Vec<usize> = adapter
+                .modules
+                .values()
+                .flat_map(|w| [w.a.len(), w.b.len()])
+                .collect();
+            let optim = LoraAdamW::new(
+                LoraAdamWConfig {
+                    weight_decay: config.weight_decay,
+                    ..LoraAdamWConfig::default()
+                },
+                &sizes,
+            );
+            Some((adapter, optim))
+        }
+        None => None,
+    };
     let mut optim = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .with_epsilon(1e-8)
@@ -194,8 +226,17 @@ pub fn train_contrastive(
             let groups: Vec<Option<u64>> = chunk.iter().map(|&i| pairs[i].group).collect();
             let pixels = pixel_values(&images, &pp, side, &ad)?;
             let tokens = tokens(&tokenizer, &captions, context)?;
-            let img = model.image_features(pixels)?;
-            let txt = model.text_features(&tokens)?;
+            let factors = lora.as_ref().map(|(adapter, _)| {
+                let dropout = config.lora.as_ref().map_or(0.0, |c| c.lora_dropout as f32);
+                StepFactors::new(adapter, &ad, dropout, config.seed ^ (step as u64 + 1))
+            });
+            let (img, txt) = match &factors {
+                Some(f) => (
+                    model.image_features_with(pixels, &LoraHook(f))?,
+                    model.text_features_with(&tokens, &LoraHook(f))?,
+                ),
+                None => (model.image_features(pixels)?, model.text_features(&tokens)?),
+            };
             let logits = model.logits(img, txt);
             let t = Tensor::<2>::from_data(
                 TensorData::new(targets(&captions, &groups), [batch, batch]),
@@ -214,10 +255,27 @@ pub fn train_contrastive(
                     step + 1
                 )));
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             let lr = learning_rate(config.lr, step, config.warmup_steps, steps);
-            model = optim.step(lr, model, grads);
-            model.logit_scale = model.logit_scale.map(|s| s.clamp_max(max_scale).detach());
+            match (&mut lora, &factors) {
+                (Some((adapter, lopt)), Some(f)) => {
+                    let g = f
+                        .gradients(&loss.backward())
+                        .map_err(|e| ClipError::Train(format!("LoRA gradients: {e}")))?;
+                    let grads: Vec<Vec<f32>> = g.into_values().flat_map(|(a, b)| [a, b]).collect();
+                    let mut params: Vec<&mut [f32]> = adapter
+                        .modules
+                        .values_mut()
+                        .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
+                        .collect();
+                    let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+                    lopt.step(lr, &mut params, &views);
+                }
+                _ => {
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = optim.step(lr, model, grads);
+                    model.logit_scale = model.logit_scale.map(|s| s.clamp_max(max_scale).detach());
+                }
+            }
             losses.push(value);
             step += 1;
             bar.set_message(format!("loss {value:.4}"));
@@ -226,15 +284,28 @@ pub fn train_contrastive(
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let model = model.valid().to_device(&device);
+    let mut model = model.valid().to_device(&device);
     if let Some(out) = out {
         write_curve(out, &losses)?;
     }
+    let adapter = match lora {
+        Some((adapter, _)) => {
+            model.merge_lora(&adapter, 1.0)?;
+            if let Some(out) = out {
+                adapter
+                    .save(out.join("adapter"))
+                    .map_err(|e| ClipError::Train(format!("saving the adapter: {e}")))?;
+            }
+            Some(adapter)
+        }
+        None => None,
+    };
     let report = ContrastiveReport {
         steps: losses.len(),
         pairs_per_second: (losses.len() * batch) as f64 / seconds.max(1e-9),
         losses,
         seconds,
+        adapter,
     };
     Ok((Clip::new(model, cfg, tokenizer, pp, name)?, report))
 }

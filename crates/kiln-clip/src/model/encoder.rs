@@ -13,6 +13,33 @@ use crate::Result;
 use crate::config::Activation;
 use crate::load::Weights;
 
+/// Adds an update to a linear map's output: how LoRA factors (kiln-lora's `StepFactors` during
+/// training) reach the towers without the towers knowing about adapters.
+pub trait LinearHook {
+    /// `y` plus this hook's update for the module `key` (PEFT's module name, e.g.
+    /// `vision_model.encoder.layers.0.self_attn.q_proj`) at input `x`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, in]`, `y`: `[batch, seq, out]` -> `[batch, seq, out]`
+    fn adapt(&self, key: &str, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3>;
+}
+
+/// No update.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHook;
+
+impl LinearHook for NoHook {
+    fn adapt(&self, _key: &str, _x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        y
+    }
+}
+
+/// `linear(x)` plus the hook's update for `key`.
+fn hooked(l: &Linear, x: Tensor<3>, key: &str, hook: &dyn LinearHook) -> Tensor<3> {
+    let y = l.forward(x.clone());
+    hook.adapt(key, &x, y)
+}
+
 impl Activation {
     /// Applies the activation elementwise.
     #[must_use]
@@ -66,7 +93,10 @@ impl EncoderConfig {
                 layer_norm2: layer_norm(self.hidden, self.eps, device),
             })
             .collect();
-        Encoder { layers }
+        Encoder {
+            layers,
+            prefix: String::new(),
+        }
     }
 
     /// Loads `{prefix}.layers.N.*` in transformers' names.
@@ -96,7 +126,10 @@ impl EncoderConfig {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Encoder { layers })
+        Ok(Encoder {
+            layers,
+            prefix: prefix.to_string(),
+        })
     }
 }
 
@@ -129,16 +162,30 @@ impl Attention {
     /// - `mask`: additive, broadcastable to `[batch, heads, seq, seq]` (`[batch, 1, seq, seq]`)
     /// - output: `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4>>) -> Tensor<3> {
+        self.forward_with(x, mask, &NoHook, "")
+    }
+
+    /// [`Self::forward`] with `hook` on the projections; `prefix` is the module name
+    /// (`...layers.N.self_attn`).
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
+    pub fn forward_with(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<4>>,
+        hook: &dyn LinearHook,
+        prefix: &str,
+    ) -> Tensor<3> {
         let [b, s, h] = x.dims();
         let d = h / self.heads;
         let split = |t: Tensor<3>| t.reshape([b, s, self.heads, d]).swap_dims(1, 2);
+        let key = |n: &str| format!("{prefix}.{n}");
         let q = split(
-            self.q_proj
-                .forward(x.clone())
-                .mul_scalar((d as f64).powf(-0.5)),
+            hooked(&self.q_proj, x.clone(), &key("q_proj"), hook).mul_scalar((d as f64).powf(-0.5)),
         );
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
+        let k = split(hooked(&self.k_proj, x.clone(), &key("k_proj"), hook));
+        let v = split(hooked(&self.v_proj, x, &key("v_proj"), hook));
         let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(m) = mask {
             scores = scores.add(m.clone());
@@ -147,7 +194,7 @@ impl Attention {
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, s, h]);
-        self.out_proj.forward(out)
+        hooked(&self.out_proj, out, &key("out_proj"), hook)
     }
 }
 
@@ -167,7 +214,14 @@ impl Mlp {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(self.act.apply(self.fc1.forward(x)))
+        self.forward_with(x, &NoHook, "")
+    }
+
+    /// [`Self::forward`] with `hook` on `fc1` and `fc2`; `prefix` is the module name
+    /// (`...layers.N.mlp`).
+    pub fn forward_with(&self, x: Tensor<3>, hook: &dyn LinearHook, prefix: &str) -> Tensor<3> {
+        let y = hooked(&self.fc1, x, &format!("{prefix}.fc1"), hook);
+        hooked(&self.fc2, self.act.apply(y), &format!("{prefix}.fc2"), hook)
     }
 }
 
@@ -188,8 +242,30 @@ impl EncoderLayer {
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
     pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4>>) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), mask);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        self.forward_with(x, mask, &NoHook, "")
+    }
+
+    /// [`Self::forward`] with `hook` on every linear map; `prefix` is the layer's module name.
+    pub fn forward_with(
+        &self,
+        x: Tensor<3>,
+        mask: Option<&Tensor<4>>,
+        hook: &dyn LinearHook,
+        prefix: &str,
+    ) -> Tensor<3> {
+        let a = self.self_attn.forward_with(
+            self.layer_norm1.forward(x.clone()),
+            mask,
+            hook,
+            &format!("{prefix}.self_attn"),
+        );
+        let x = x + a;
+        let m = self.mlp.forward_with(
+            self.layer_norm2.forward(x.clone()),
+            hook,
+            &format!("{prefix}.mlp"),
+        );
+        x + m
     }
 }
 
@@ -198,6 +274,10 @@ impl EncoderLayer {
 pub struct Encoder {
     /// The layers, bottom first.
     pub layers: Vec<EncoderLayer>,
+    /// The module name of the encoder in the checkpoint (`vision_model.encoder`), which names
+    /// its linear maps for a [`LinearHook`].
+    #[module(skip)]
+    pub prefix: String,
 }
 
 impl Encoder {
@@ -205,11 +285,48 @@ impl Encoder {
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, hidden]` -> same
-    pub fn forward(&self, mut x: Tensor<3>, mask: Option<&Tensor<4>>) -> Tensor<3> {
-        for layer in &self.layers {
-            x = layer.forward(x, mask);
+    pub fn forward(&self, x: Tensor<3>, mask: Option<&Tensor<4>>) -> Tensor<3> {
+        self.forward_hooked(x, mask, &NoHook)
+    }
+
+    /// [`Self::forward`] with `hook` on every linear map.
+    pub fn forward_hooked(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<&Tensor<4>>,
+        hook: &dyn LinearHook,
+    ) -> Tensor<3> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward_with(x, mask, hook, &format!("{}.layers.{i}", self.prefix));
         }
         x
+    }
+
+    /// The linear maps of the encoder as PEFT names them, with their shapes.
+    #[must_use]
+    pub fn linear_modules(&self) -> Vec<kiln_lora::LinearModule> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("{}.layers.{i}", self.prefix);
+            let a = &l.self_attn;
+            for (name, lin) in [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.out_proj", &a.out_proj),
+                ("mlp.fc1", &l.mlp.fc1),
+                ("mlp.fc2", &l.mlp.fc2),
+            ] {
+                let [n_in, n_out] = lin.weight.val().dims();
+                out.push(kiln_lora::LinearModule {
+                    key: format!("{p}.{name}"),
+                    in_features: n_in,
+                    out_features: n_out,
+                    is_output: false,
+                });
+            }
+        }
+        out
     }
 
     /// Runs every layer and returns transformers' `hidden_states`: the input followed by each

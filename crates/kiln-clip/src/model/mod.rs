@@ -13,6 +13,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use kiln_backend::safetensors::SafetensorsFiles;
 
+pub use encoder::{LinearHook, NoHook};
 pub use text::{Pooling, TextTransformer, TokenBatch};
 pub use vision::{VisionEmbeddings, VisionTransformer};
 
@@ -75,6 +76,15 @@ impl ClipConfig {
     }
 }
 
+/// A projection (`[batch, in]`) with the hook's update for `key`.
+fn project(l: &Linear, x: Tensor<2>, key: &str, hook: &dyn LinearHook) -> Tensor<2> {
+    let [b, d] = x.dims();
+    let x3 = x.reshape([1, b, d]);
+    let y = hook.adapt(key, &x3, l.forward(x3.clone()));
+    let o = y.dims()[2];
+    y.reshape([b, o])
+}
+
 /// Divides each row by its L2 norm.
 ///
 /// # Shapes
@@ -100,9 +110,29 @@ impl ClipModel {
     /// # Errors
     /// Pixels of the wrong shape.
     pub fn image_features(&self, pixels: Tensor<4>) -> Result<Tensor<2>> {
+        self.image_features_with(pixels, &NoHook)
+    }
+
+    /// [`Self::image_features`] with `hook` on every linear map (LoRA during training).
+    ///
+    /// # Shapes
+    /// As [`Self::image_features`].
+    ///
+    /// # Errors
+    /// Pixels of the wrong shape.
+    pub fn image_features_with(
+        &self,
+        pixels: Tensor<4>,
+        hook: &dyn LinearHook,
+    ) -> Result<Tensor<2>> {
         self.vision_model.check_pixels(pixels.dims())?;
-        let (_, pooled) = self.vision_model.forward(pixels);
-        Ok(self.visual_projection.forward(pooled))
+        let (_, pooled) = self.vision_model.forward_with(pixels, hook);
+        Ok(project(
+            &self.visual_projection,
+            pooled,
+            "visual_projection",
+            hook,
+        ))
     }
 
     /// Projected (not normalised) text embeddings, transformers' `get_text_features`.
@@ -113,8 +143,107 @@ impl ClipModel {
     /// # Errors
     /// Ids outside the vocabulary or rows longer than the context.
     pub fn text_features(&self, tokens: &TokenBatch) -> Result<Tensor<2>> {
-        let (_, pooled) = self.text_model.forward(tokens)?;
-        Ok(self.text_projection.forward(pooled))
+        self.text_features_with(tokens, &NoHook)
+    }
+
+    /// [`Self::text_features`] with `hook` on every linear map (LoRA during training).
+    ///
+    /// # Shapes
+    /// As [`Self::text_features`].
+    ///
+    /// # Errors
+    /// As [`Self::text_features`].
+    pub fn text_features_with(
+        &self,
+        tokens: &TokenBatch,
+        hook: &dyn LinearHook,
+    ) -> Result<Tensor<2>> {
+        let (_, pooled) = self.text_model.forward_with(tokens, hook)?;
+        Ok(project(
+            &self.text_projection,
+            pooled,
+            "text_projection",
+            hook,
+        ))
+    }
+
+    /// Every linear map as PEFT names it on a `CLIPModel` (encoder layers of both towers and the
+    /// two projections), for LoRA target matching.
+    #[must_use]
+    pub fn linear_modules(&self) -> Vec<kiln_lora::LinearModule> {
+        let mut out = self.vision_model.encoder.linear_modules();
+        out.extend(self.text_model.encoder.linear_modules());
+        for (key, l) in [
+            ("visual_projection", &self.visual_projection),
+            ("text_projection", &self.text_projection),
+        ] {
+            let [n_in, n_out] = l.weight.val().dims();
+            out.push(kiln_lora::LinearModule {
+                key: key.into(),
+                in_features: n_in,
+                out_features: n_out,
+                is_output: false,
+            });
+        }
+        out
+    }
+
+    /// Adds `weight` times the adapter's update (`scaling · B A`) into the weights it targets
+    /// (merging; the model then runs without the adapter at no extra cost).
+    ///
+    /// # Errors
+    /// An adapter module this model does not have, or of other shapes.
+    pub fn merge_lora(&mut self, adapter: &kiln_lora::LoraAdapter, weight: f32) -> Result<()> {
+        let modules = self.linear_modules();
+        adapter
+            .check_against(&modules)
+            .map_err(|e| crate::ClipError::Input(format!("LoRA adapter: {e}")))?;
+        let device = self.device();
+        for (key, w) in &adapter.modules {
+            let Some(lin) = self.linear_mut(key) else {
+                return Err(crate::ClipError::Input(format!(
+                    "LoRA adapter module `{key}` is not a linear map of this CLIP"
+                )));
+            };
+            let delta: Vec<f32> = w.delta().iter().map(|v| v * weight).collect();
+            let d = Tensor::<2>::from_data(
+                TensorData::new(delta, [w.out_features, w.in_features]),
+                &device,
+            )
+            .transpose();
+            lin.weight = lin.weight.clone().map(|t| t + d);
+        }
+        Ok(())
+    }
+
+    fn linear_mut(&mut self, key: &str) -> Option<&mut Linear> {
+        match key {
+            "visual_projection" => return Some(&mut self.visual_projection),
+            "text_projection" => return Some(&mut self.text_projection),
+            _ => {}
+        }
+        let (encoder, rest) = if let Some(r) =
+            key.strip_prefix(&format!("{}.layers.", self.vision_model.encoder.prefix))
+        {
+            (&mut self.vision_model.encoder, r)
+        } else if let Some(r) =
+            key.strip_prefix(&format!("{}.layers.", self.text_model.encoder.prefix))
+        {
+            (&mut self.text_model.encoder, r)
+        } else {
+            return None;
+        };
+        let (idx, name) = rest.split_once('.')?;
+        let layer = encoder.layers.get_mut(idx.parse::<usize>().ok()?)?;
+        match name {
+            "self_attn.q_proj" => Some(&mut layer.self_attn.q_proj),
+            "self_attn.k_proj" => Some(&mut layer.self_attn.k_proj),
+            "self_attn.v_proj" => Some(&mut layer.self_attn.v_proj),
+            "self_attn.out_proj" => Some(&mut layer.self_attn.out_proj),
+            "mlp.fc1" => Some(&mut layer.mlp.fc1),
+            "mlp.fc2" => Some(&mut layer.mlp.fc2),
+            _ => None,
+        }
     }
 
     /// `logits_per_image`: `exp(logit_scale)` times the cosine similarity of every image with

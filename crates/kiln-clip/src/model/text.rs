@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
-use super::encoder::{Encoder, EncoderConfig, layer_norm};
+use super::encoder::{Encoder, EncoderConfig, LinearHook, NoHook, layer_norm};
 use crate::config::TextConfig;
 use crate::load::Weights;
 use crate::{ClipError, Result};
@@ -139,7 +139,11 @@ impl TextConfig {
                 Distribution::Normal(0.0, 0.01),
                 device,
             )),
-            encoder: encoder_config(self).init(device),
+            encoder: {
+                let mut e = encoder_config(self).init(device);
+                e.prefix = "text_model.encoder".into();
+                e
+            },
             final_layer_norm: layer_norm(h, self.layer_norm_eps, device),
             pooling: self.pooling(),
         }
@@ -230,6 +234,21 @@ impl TextTransformer {
     /// # Errors
     /// As [`Self::check_tokens`].
     pub fn forward(&self, tokens: &TokenBatch) -> Result<(Tensor<3>, Tensor<2>)> {
+        self.forward_with(tokens, &NoHook)
+    }
+
+    /// [`Self::forward`] with `hook` on the encoder's linear maps.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
+    ///
+    /// # Errors
+    /// As [`Self::check_tokens`].
+    pub fn forward_with(
+        &self,
+        tokens: &TokenBatch,
+        hook: &dyn LinearHook,
+    ) -> Result<(Tensor<3>, Tensor<2>)> {
         self.check_tokens(tokens)?;
         let device = self.token_embedding.val().device();
         let (b, l) = (tokens.batch, tokens.len);
@@ -243,9 +262,11 @@ impl TextTransformer {
             .slice([0..l, 0..h])
             .unsqueeze::<3>();
         let mask = causal_padding_mask(tokens, &device);
-        let last = self
-            .final_layer_norm
-            .forward(self.encoder.forward(emb + pos, Some(&mask)));
+        let last = self.final_layer_norm.forward(self.encoder.forward_hooked(
+            emb + pos,
+            Some(&mask),
+            hook,
+        ));
         let rows: Vec<i64> = self
             .pooled_positions(tokens)
             .iter()

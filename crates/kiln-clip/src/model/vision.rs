@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::encoder::{Encoder, EncoderConfig, layer_norm};
+use super::encoder::{Encoder, EncoderConfig, LinearHook, NoHook, layer_norm};
 use crate::config::VisionConfig;
 use crate::load::Weights;
 use crate::{ClipError, Result};
@@ -112,7 +112,11 @@ impl VisionConfig {
                 image_size: self.image_size,
             },
             pre_layrnorm: layer_norm(h, self.layer_norm_eps, device),
-            encoder: encoder_config(self).init(device),
+            encoder: {
+                let mut e = encoder_config(self).init(device);
+                e.prefix = "vision_model.encoder".into();
+                e
+            },
             post_layernorm: layer_norm(h, self.layer_norm_eps, device),
         }
     }
@@ -182,8 +186,16 @@ impl VisionTransformer {
     /// - `pixels`: `[batch, channels, image, image]`
     /// - output: `([batch, 1 + patches, hidden], [batch, hidden])`
     pub fn forward(&self, pixels: Tensor<4>) -> (Tensor<3>, Tensor<2>) {
+        self.forward_with(pixels, &NoHook)
+    }
+
+    /// [`Self::forward`] with `hook` on the encoder's linear maps.
+    ///
+    /// # Shapes
+    /// As [`Self::forward`].
+    pub fn forward_with(&self, pixels: Tensor<4>, hook: &dyn LinearHook) -> (Tensor<3>, Tensor<2>) {
         let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
-        let last = self.encoder.forward(x, None);
+        let last = self.encoder.forward_hooked(x, None, hook);
         let pooled = self.pool(&last);
         (last, pooled)
     }
