@@ -44,6 +44,14 @@ impl<'a> Weights<'a> {
         Ok(param(self.files.f32(name, &shape)?, shape, self.device))
     }
 
+    /// Tensor `name` as host `f32` values, its PyTorch shape checked.
+    ///
+    /// # Errors
+    /// Missing, mis-shaped or non-float tensor.
+    pub fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.files.f32(name, shape)?)
+    }
+
     /// `{prefix}.weight` `[out, in]` (and `{prefix}.bias` `[out]`) as a burn `Linear` (`[in, out]`).
     ///
     /// # Errors
@@ -75,4 +83,16 @@ impl<'a> Weights<'a> {
         ln.beta = Some(self.param(&format!("{prefix}.bias"), [d])?);
         Ok(ln)
     }
+}
+
+/// The `[cols, rows]` transpose of a row-major `[rows, cols]` matrix.
+#[must_use]
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    t
 }

@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use kiln_backend::Device;
 use kiln_core::{
-    AdapterChoice, CancelToken, ChatMessage, FinishReason, GenerationOutput, GenerationRequest,
-    HfTokenizer, IncrementalDecoder, Prompt, StreamEvent, TextGenerator, Timings, TokenLogprob,
-    TokenVocabulary, Tokenizer, Usage,
+    AdapterChoice, CancelToken, ChatMessage, GenerationOutput, GenerationRequest, HfTokenizer,
+    Prompt, StreamEvent, TextGenerator, TokenLogprob, TokenVocabulary, Tokenizer,
 };
 
 use crate::config::LlamaConfig;
@@ -20,9 +19,9 @@ use crate::gguf::{GgufFile, tokenizer_from_gguf};
 use crate::load::{GgufWeights, HfDirectory, Nf4Rounded, config_from_gguf};
 use crate::lora::{AdapterMix, LlamaAdapter};
 use crate::model::Llama;
-use crate::sampling::{Sampler, log_softmax};
+use crate::sampling::log_softmax;
+use crate::sequence::Sequence;
 use crate::special::SpecialTokens;
-use crate::stop::StopMatcher;
 use crate::{Error, Result};
 use kiln_lora::LoraAdapter;
 use kiln_prompt::ChatTemplate;
@@ -467,7 +466,7 @@ impl LlamaGenerator {
         self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
-    fn logprob_entry(&self, id: u32, logits: &[f32], top: usize) -> TokenLogprob {
+    pub(crate) fn logprob_entry(&self, id: u32, logits: &[f32], top: usize) -> TokenLogprob {
         let lp = log_softmax(logits);
         let mut order: Vec<u32> = (0..lp.len() as u32).collect();
         let k = top.min(order.len());
@@ -523,113 +522,29 @@ impl TextGenerator for LlamaGenerator {
         cancel: &CancelToken,
         on_event: &mut dyn FnMut(StreamEvent<'_>),
     ) -> kiln_core::Result<GenerationOutput> {
-        request.sampling.validate()?;
-        let mix = self.mix(&request.adapters)?;
-        let prompt_ids = self.encode_prompt(&request.prompt)?;
-        let limit = self.context_length();
-        let needed = prompt_ids.len() + request.max_tokens;
-        if needed > limit {
-            return Err(kiln_core::Error::ContextLength { needed, limit });
+        let mut seq = Sequence::new(self, request)?;
+        if !seq.wants_tokens() {
+            return seq.finish(on_event);
         }
-        let mut eos: Vec<u32> = if request.stop.ignore_eos {
-            Vec::new()
-        } else {
-            self.special.eos_token_ids.clone()
-        };
-        eos.extend(&request.stop.stop_token_ids);
-
-        // JSON / JSON-schema / custom constraints mask the logits of every step before sampling.
-        let mut processor = match kiln_prompt::structured::factory_for(&request.response_format)? {
-            Some(f) => Some(f.create(&self.token_vocabulary())?),
-            None => None,
-        };
-        let mut sampler = Sampler::new(request.sampling.clone());
-        let mut stop = StopMatcher::new(&request.stop.stop_strings);
-        let mut decoder =
-            IncrementalDecoder::with_context(&prompt_ids[prompt_ids.len().saturating_sub(4)..]);
         let mut cache = self.engine.new_cache();
-        let mut context = prompt_ids.clone();
-        let mut generated: Vec<u32> = Vec::new();
-        let mut logprobs: Vec<TokenLogprob> = Vec::new();
-
         let t0 = Instant::now();
-        let mut logits = if request.max_tokens > 0 {
-            self.engine.last_logits(&prompt_ids, &mut cache, &mix)?
-        } else {
-            Vec::new()
-        };
-        let prefill = t0.elapsed().as_secs_f64();
-        let t1 = Instant::now();
-        let mut finish = FinishReason::Length;
-        let mut decode_steps = 0usize;
-        let mut emit = |text: &str, id: u32, lp: Option<&TokenLogprob>| {
-            on_event(StreamEvent::Token {
-                id,
-                text,
-                logprob: lp,
-            });
-        };
-        while generated.len() < request.max_tokens {
+        let mut logits = self
+            .engine
+            .last_logits(&seq.prompt_ids, &mut cache, &seq.mix)?;
+        seq.prefilled(t0.elapsed().as_secs_f64());
+        loop {
             if cancel.is_cancelled() {
-                finish = FinishReason::Cancelled;
+                seq.cancel();
                 break;
             }
-            let entry = request.logprobs.map(|top| (top, logits.clone()));
-            if let Some(p) = processor.as_mut() {
-                p.process(&generated, &mut logits)?;
-            }
-            let id = sampler.sample(&mut logits, &context, &generated);
-            if eos.contains(&id) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            let lp = entry.map(|(top, raw)| self.logprob_entry(id, &raw, top));
-            generated.push(id);
-            context.push(id);
-            let piece = decoder.push(&self.tokenizer, id)?;
-            let (ready, hit) = stop.push(&piece);
-            emit(&ready, id, lp.as_ref());
-            if let Some(lp) = lp {
-                logprobs.push(lp);
-            }
-            if hit
-                || processor
-                    .as_mut()
-                    .is_some_and(|p| p.is_complete(&generated))
-            {
-                finish = FinishReason::Stop;
-                break;
-            }
-            if generated.len() >= request.max_tokens {
-                break;
-            }
-            logits = self.engine.last_logits(&[id], &mut cache, &mix)?;
-            decode_steps += 1;
-        }
-        if finish != FinishReason::Stop || !stop.hit() {
-            let tail = decoder.flush(&self.tokenizer)?;
-            let (ready, _) = stop.push(&tail);
-            let rest = stop.finish();
-            let text = format!("{ready}{rest}");
-            if !text.is_empty() {
-                emit(&text, generated.last().copied().unwrap_or(0), None);
+            match seq.accept(logits, on_event)? {
+                Some(id) => {
+                    logits = self.engine.last_logits(&[id], &mut cache, &seq.mix)?;
+                    seq.decode_steps += 1;
+                }
+                None => break,
             }
         }
-        let decode = t1.elapsed().as_secs_f64();
-        let n = generated.len();
-        Ok(GenerationOutput {
-            text: stop.text().to_string(),
-            token_ids: generated,
-            prompt_ids: prompt_ids.clone(),
-            finish_reason: finish,
-            usage: Usage {
-                prompt_tokens: prompt_ids.len(),
-                completion_tokens: n,
-                total_tokens: prompt_ids.len() + n,
-            },
-            // The first token comes out of the prefill; decode speed counts the forward steps after it.
-            timings: Timings::from_counts(prompt_ids.len(), prefill, decode_steps, decode),
-            logprobs: request.logprobs.map(|_| logprobs),
-        })
+        seq.finish(on_event)
     }
 }

@@ -35,6 +35,7 @@ pub mod lora;
 pub mod merge;
 pub mod model;
 pub mod sampling;
+mod sequence;
 mod special;
 mod stop;
 pub mod train;

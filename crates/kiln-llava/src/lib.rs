@@ -16,6 +16,7 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod train;
 
 pub use config::{FeatureSelect, LlavaConfig};
 pub use error::{Error, Result};

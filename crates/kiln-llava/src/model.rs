@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use burn::nn::Linear;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kiln_backend::safetensors::SafetensorsFiles;
 use kiln_clip::load::Weights;
@@ -18,17 +19,38 @@ use crate::config::{FeatureSelect, LlavaConfig};
 use crate::{Error, Result};
 
 /// `linear_2(act(linear_1(x)))`, vision width (times the number of feature layers) -> text width.
-#[derive(Debug)]
+#[derive(Module, Debug)]
 pub struct Projector {
     /// First layer.
     pub linear_1: Linear,
     /// Second layer.
     pub linear_2: Linear,
     /// The activation between them.
+    #[module(skip)]
     pub act: kiln_clip::Activation,
 }
 
 impl Projector {
+    /// A projector with fresh weights (PyTorch's `nn.Linear` initialisation).
+    #[must_use]
+    pub fn init(
+        vision_width: usize,
+        text_width: usize,
+        act: kiln_clip::Activation,
+        bias: bool,
+        device: &Device,
+    ) -> Self {
+        Self {
+            linear_1: LinearConfig::new(vision_width, text_width)
+                .with_bias(bias)
+                .init(device),
+            linear_2: LinearConfig::new(text_width, text_width)
+                .with_bias(bias)
+                .init(device),
+            act,
+        }
+    }
+
     /// # Shapes
     /// - `x`: `[batch, tokens, vision hidden * layers]` -> `[batch, tokens, text hidden]`
     #[must_use]
@@ -36,6 +58,42 @@ impl Projector {
         self.linear_2
             .forward(self.act.apply(self.linear_1.forward(x)))
     }
+}
+
+/// Token embeddings with image features put, in order, at the placeholder positions (row-major,
+/// as transformers' `masked_scatter`). The caller checks that the counts agree.
+///
+/// # Shapes
+/// - `embeds`: `[batch, seq, hidden]`, `features`: `[images, per_image, hidden]`, `ids`: `batch * seq`
+/// - output: `[batch, seq, hidden]`
+#[must_use]
+pub fn splice(embeds: Tensor<3>, features: Tensor<3>, ids: &[u32], image_token: u32) -> Tensor<3> {
+    let [batch, seq, h] = embeds.dims();
+    let [images, per, _] = features.dims();
+    let device = embeds.device();
+    let rows = batch * seq;
+    let mut k = 0i64;
+    let index: Vec<i64> = ids
+        .iter()
+        .enumerate()
+        .map(|(p, &t)| {
+            if t == image_token {
+                k += 1;
+                rows as i64 + k - 1
+            } else {
+                p as i64
+            }
+        })
+        .collect();
+    let pool = Tensor::cat(
+        vec![
+            embeds.reshape([rows, h]),
+            features.reshape([images * per, h]),
+        ],
+        0,
+    );
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows]), &device);
+    pool.select(0, index).reshape([batch, seq, h])
 }
 
 /// A LLaVA model.
@@ -166,6 +224,18 @@ impl LlavaModel {
     /// # Errors
     /// Pixels of the wrong shape.
     pub fn image_features(&self, pixels: Tensor<4>) -> Result<Tensor<3>> {
+        Ok(self.projector.forward(self.vision_features(pixels)?))
+    }
+
+    /// The vision features before the projector: the chosen layers concatenated, the class
+    /// token dropped or kept.
+    ///
+    /// # Shapes
+    /// - `pixels`: `[images, 3, size, size]` -> `[images, tokens_per_image, vision hidden * layers]`
+    ///
+    /// # Errors
+    /// Pixels of the wrong shape.
+    pub fn vision_features(&self, pixels: Tensor<4>) -> Result<Tensor<3>> {
         self.vision.check_pixels(pixels.dims())?;
         let states = self.vision.hidden_states(pixels);
         let n = states.len() as i64;
@@ -180,7 +250,7 @@ impl LlavaModel {
             let [b, t, h] = x.dims();
             x = x.slice([0..b, 1..t, 0..h]);
         }
-        Ok(self.projector.forward(x))
+        Ok(x)
     }
 
     /// The decoder's input embeddings: token embeddings of `ids` with the image features put, in
@@ -199,8 +269,6 @@ impl LlavaModel {
         batch: usize,
         features: Option<Tensor<3>>,
     ) -> Result<Tensor<3>> {
-        let device = self.language.device().clone();
-        let seq = ids.len() / batch.max(1);
         let tokens = self.language.ids_tensor(ids, batch);
         let embeds = self.language.embed(tokens);
         let placeholders = ids
@@ -215,7 +283,7 @@ impl LlavaModel {
             }
             return Ok(embeds);
         };
-        let [images, per, h] = features.dims();
+        let [images, per, _] = features.dims();
         if placeholders != images * per {
             return Err(Error::Input(format!(
                 "the prompt has {placeholders} image tokens; {images} image(s) give {} features \
@@ -223,29 +291,7 @@ impl LlavaModel {
                 images * per
             )));
         }
-        let rows = batch * seq;
-        let mut k = 0i64;
-        let index: Vec<i64> = ids
-            .iter()
-            .enumerate()
-            .map(|(p, &t)| {
-                if t == self.config.image_token_id {
-                    k += 1;
-                    rows as i64 + k - 1
-                } else {
-                    p as i64
-                }
-            })
-            .collect();
-        let pool = Tensor::cat(
-            vec![
-                embeds.reshape([rows, h]),
-                features.reshape([images * per, h]),
-            ],
-            0,
-        );
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows]), &device);
-        Ok(pool.select(0, index).reshape([batch, seq, h]))
+        Ok(splice(embeds, features, ids, self.config.image_token_id))
     }
 
     /// Logits of every position for a prompt with images.

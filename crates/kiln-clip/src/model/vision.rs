@@ -7,7 +7,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::encoder::{Encoder, EncoderConfig, LinearHook, NoHook, layer_norm};
 use crate::config::VisionConfig;
@@ -130,11 +130,13 @@ impl VisionConfig {
     pub fn load(&self, w: &Weights<'_>, prefix: &str) -> Result<VisionTransformer> {
         let h = self.hidden_size;
         let (c, p) = (self.num_channels, self.patch_size);
-        let conv = w.param(
-            &format!("{prefix}.embeddings.patch_embedding.weight"),
-            [h, c, p, p],
-        )?;
-        let patch_embedding = Param::from_tensor(conv.val().reshape([h, c * p * p]).transpose());
+        let name = format!("{prefix}.embeddings.patch_embedding.weight");
+        let conv = w.f32(&name, &[h, c, p, p])?;
+        // Transposed on the host, so the parameter is a leaf on any device (autodiff included).
+        let patch_embedding = Param::from_tensor(Tensor::from_data(
+            TensorData::new(crate::load::transpose(&conv, h, c * p * p), [c * p * p, h]),
+            w.device(),
+        ));
         // transformers' post_layernorm exists even in towers used only for their hidden states.
         Ok(VisionTransformer {
             embeddings: VisionEmbeddings {

@@ -90,6 +90,12 @@ impl Stacked {
     }
 }
 
+/// The work buffers of [`CpuLlama::decode_batch`], reused across steps.
+#[derive(Debug, Clone, Default)]
+pub struct BatchWork {
+    work: Work,
+}
+
 /// Reusable buffers of the matmul kernels.
 #[derive(Debug, Clone, Default)]
 struct Bufs {
@@ -465,6 +471,182 @@ impl CpuLlama {
             &mut logits,
             &mut w.lora,
         );
+        Ok(logits)
+    }
+
+    /// One decode step for several sequences at once (continuous batching): token `ids[i]` goes
+    /// after the cached positions of `caches[i]`, with the adapters `mixes[i]`. The weights are
+    /// read once for the whole batch (the matrix products run on `n` rows); attention runs per
+    /// sequence over its own cache. Returns the logits, `[n * vocab]`.
+    ///
+    /// # Errors
+    /// Mismatched lengths, a full cache, or an id outside the vocabulary.
+    pub fn decode_batch(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut CpuCache],
+        mixes: &[&AdapterMix],
+        work: &mut BatchWork,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = ids.len();
+        if n == 0 || caches.len() != n || mixes.len() != n {
+            return Err(Error::Invalid(format!(
+                "a batch step needs one cache and one adapter mix per token ({n} tokens, {} caches, {} mixes)",
+                caches.len(),
+                mixes.len()
+            )));
+        }
+        for (cache, &id) in caches.iter().zip(ids) {
+            if cache.len + 1 > cache.max_len {
+                return Err(Error::Core(kiln_core::Error::ContextLength {
+                    needed: cache.len + 1,
+                    limit: cache.max_len,
+                }));
+            }
+            if id as usize >= c.vocab_size {
+                return Err(Error::Invalid(format!(
+                    "token id {id} is outside the vocabulary (size {})",
+                    c.vocab_size
+                )));
+            }
+        }
+        let (d, hd, nh, nkv, ff) = (
+            c.hidden_size,
+            c.head_dim,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.intermediate_size,
+        );
+        let (qd, kvd) = (nh * hd, nkv * hd);
+        let w = &mut work.work;
+        resize(&mut w.x, n * d);
+        for (row, &id) in w.x.chunks_exact_mut(d).zip(ids) {
+            self.embed.dequantize_row(id as usize, row);
+        }
+        resize(&mut w.h, n * d);
+        resize(&mut w.q, n * qd);
+        resize(&mut w.k, n * kvd);
+        resize(&mut w.v, n * kvd);
+        resize(&mut w.attn, n * qd);
+        resize(&mut w.o, n * d);
+        resize(&mut w.gate, n * ff);
+        resize(&mut w.up, n * ff);
+        // Per-row adapter updates: each sequence adds its own mix to its own row.
+        let per_row = |site: Site,
+                       x: &[f32],
+                       width_in: usize,
+                       y: &mut [f32],
+                       width_out: usize,
+                       tmp: &mut Vec<f32>| {
+            for (i, mix) in mixes.iter().enumerate() {
+                if !mix.is_empty() {
+                    mix.add_cpu(
+                        site,
+                        &x[i * width_in..(i + 1) * width_in],
+                        1,
+                        &mut y[i * width_out..(i + 1) * width_out],
+                        tmp,
+                    );
+                }
+            }
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            rms_norm_rows(&w.x, &layer.attn_norm, c.rms_norm_eps, &mut w.h);
+            layer.qkv.matmul(
+                &w.h,
+                n,
+                &mut [&mut w.q, &mut w.k, &mut w.v],
+                &mut w.comb,
+                &mut w.bufs,
+            );
+            let at = |p| Site::Layer(l, p);
+            per_row(at(Proj::Q), &w.h, d, &mut w.q, qd, &mut w.lora);
+            per_row(at(Proj::K), &w.h, d, &mut w.k, kvd, &mut w.lora);
+            per_row(at(Proj::V), &w.h, d, &mut w.v, kvd, &mut w.lora);
+            add_bias(&mut w.q, layer.q_bias.as_ref());
+            add_bias(&mut w.k, layer.k_bias.as_ref());
+            add_bias(&mut w.v, layer.v_bias.as_ref());
+            for (i, cache) in caches.iter_mut().enumerate() {
+                let pos = cache.len;
+                self.rope(&mut w.q[i * qd..(i + 1) * qd], pos);
+                self.rope(&mut w.k[i * kvd..(i + 1) * kvd], pos);
+                let (kc, vc) = (&mut cache.k[l], &mut cache.v[l]);
+                let needed = pos + 1;
+                if kc.len() < needed * kvd {
+                    let grow = (needed * kvd).max((kc.len() * 2).min(cache.max_len * kvd));
+                    kc.resize(grow, 0.0);
+                    vc.resize(grow, 0.0);
+                }
+                kc[pos * kvd..needed * kvd].copy_from_slice(&w.k[i * kvd..(i + 1) * kvd]);
+                vc[pos * kvd..needed * kvd].copy_from_slice(&w.v[i * kvd..(i + 1) * kvd]);
+                attention(
+                    &w.q[i * qd..(i + 1) * qd],
+                    kc,
+                    vc,
+                    &mut w.attn[i * qd..(i + 1) * qd],
+                    &mut w.scores,
+                    AttnShape {
+                        t: 1,
+                        start: pos,
+                        nh,
+                        nkv,
+                        hd,
+                    },
+                );
+            }
+            matmul_exact(
+                &layer.o,
+                &w.attn,
+                n,
+                &mut w.o,
+                &mut w.bufs.tmp,
+                &mut w.bufs.scratch,
+            );
+            per_row(at(Proj::O), &w.attn, qd, &mut w.o, d, &mut w.lora);
+            add_bias(&mut w.o, layer.o_bias.as_ref());
+            w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
+
+            rms_norm_rows(&w.x, &layer.ffn_norm, c.rms_norm_eps, &mut w.h);
+            layer.gate_up.matmul(
+                &w.h,
+                n,
+                &mut [&mut w.gate, &mut w.up],
+                &mut w.comb,
+                &mut w.bufs,
+            );
+            per_row(at(Proj::Gate), &w.h, d, &mut w.gate, ff, &mut w.lora);
+            per_row(at(Proj::Up), &w.h, d, &mut w.up, ff, &mut w.lora);
+            w.gate
+                .iter_mut()
+                .zip(&w.up)
+                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            matmul_exact(
+                &layer.down,
+                &w.gate,
+                n,
+                &mut w.o,
+                &mut w.bufs.tmp,
+                &mut w.bufs.scratch,
+            );
+            per_row(at(Proj::Down), &w.gate, ff, &mut w.o, d, &mut w.lora);
+            w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        rms_norm_rows(&w.x, &self.norm, c.rms_norm_eps, &mut w.h);
+        let v = c.vocab_size;
+        let mut logits = vec![0f32; n * v];
+        matmul_exact(
+            &self.lm_head,
+            &w.h,
+            n,
+            &mut logits,
+            &mut w.bufs.tmp,
+            &mut w.bufs.scratch,
+        );
+        per_row(Site::LmHead, &w.h, d, &mut logits, v, &mut w.lora);
         Ok(logits)
     }
 

@@ -11,4 +11,4 @@ mod avx512;
 mod forward;
 mod matmul;
 
-pub use forward::{CpuCache, CpuLlama};
+pub use forward::{BatchWork, CpuCache, CpuLlama};
