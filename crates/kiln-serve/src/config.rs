@@ -442,7 +442,7 @@ impl ServeConfig {
                     format!("`{}` is not a role under [roles]", k.role),
                 ));
             }
-            if k.budget.is_some_and(|b| !(b >= 0.0)) {
+            if k.budget.is_some_and(|b| b.is_nan() || b < 0.0) {
                 return Err(ServeError::config(
                     format!("keys[{i}].budget"),
                     "must be >= 0",
@@ -474,7 +474,7 @@ impl ServeConfig {
             }
         }
         for (j, t) in self.budget.alert_thresholds.iter().enumerate() {
-            if !(*t > 0.0) {
+            if t.is_nan() || *t <= 0.0 {
                 return Err(ServeError::config(
                     format!("budget.alert_thresholds[{j}]"),
                     "must be > 0",

@@ -47,6 +47,7 @@
 //! ```
 
 #![recursion_limit = "512"]
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod cache;

@@ -92,7 +92,7 @@ pub fn luhn_valid(digits: &str) -> bool {
         sum += d;
         n += 1;
     }
-    n > 0 && sum % 10 == 0
+    n > 0 && sum.is_multiple_of(10)
 }
 
 /// Whether `id` is an 18-character Chinese resident ID number whose last character is the

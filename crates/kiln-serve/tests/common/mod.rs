@@ -207,11 +207,14 @@ impl TextGenerator for Scripted {
     }
 }
 
+/// A running sequence: its request, planned tokens and how many were sent.
+type Sequence = (GenerationRequest, Vec<(u32, String)>, usize);
+
 /// Continuous batching over the same script: each step emits one token of every sequence.
 pub struct ScriptedBatch<'a> {
     model: &'a Scripted,
     next: SequenceId,
-    seqs: HashMap<SequenceId, (GenerationRequest, Vec<(u32, String)>, usize)>,
+    seqs: HashMap<SequenceId, Sequence>,
 }
 
 impl BatchGenerator for Scripted {
