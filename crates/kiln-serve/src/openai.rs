@@ -202,6 +202,44 @@ pub enum EmbeddingInputSpec {
     One(String),
     /// Several texts.
     Many(Vec<String>),
+    /// Texts and images (Kiln extension for CLIP-like models): strings, and
+    /// `{"type": "image_url", "image_url": {"url": ...}}` items.
+    Mixed(Vec<Value>),
+}
+
+impl EmbeddingInputSpec {
+    /// The inputs as kiln-core's [`EmbeddingInput`](kiln_core::EmbeddingInput)s.
+    ///
+    /// # Errors
+    /// [`ServeError::BadRequest`] naming `input[i]` for an item that is neither.
+    pub fn into_inputs(self) -> Result<Vec<kiln_core::EmbeddingInput>> {
+        use kiln_core::EmbeddingInput;
+        Ok(match self {
+            EmbeddingInputSpec::One(t) => vec![EmbeddingInput::Text(t)],
+            EmbeddingInputSpec::Many(v) => v.into_iter().map(EmbeddingInput::Text).collect(),
+            EmbeddingInputSpec::Mixed(v) => v
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(t) => Ok(EmbeddingInput::Text(t)),
+                    item => item["image_url"]["url"]
+                        .as_str()
+                        .or_else(|| item["image_url"].as_str())
+                        .map(|url| {
+                            EmbeddingInput::Image(ImageSource::Url {
+                                url: url.to_owned(),
+                            })
+                        })
+                        .ok_or_else(|| {
+                            ServeError::bad_request(
+                                format!("input[{i}]"),
+                                "must be a string or an image_url item",
+                            )
+                        }),
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// `POST /v1/embeddings`.

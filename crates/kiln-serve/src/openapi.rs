@@ -133,7 +133,7 @@ pub fn document() -> Value {
                 "ChatRequest": {"type": "object", "required": ["model", "messages"], "properties": chat_props},
                 "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": completion_props},
                 "EmbeddingRequest": {"type": "object", "required": ["model", "input"], "properties": {
-                    "model": {"type": "string"}, "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "model": {"type": "string"}, "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object", "description": "Kiln extension: {\"type\": \"image_url\", \"image_url\": {\"url\": ...}} for image embedders"}]}}]},
                     "encoding_format": {"type": "string", "enum": ["float", "base64"]}}},
                 "Usage": usage,
                 "ChatCompletion": {"type": "object", "properties": {

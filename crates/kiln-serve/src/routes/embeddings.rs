@@ -1,4 +1,5 @@
-//! `POST /v1/embeddings`, through the model's kiln-core [`Embedder`](kiln_core::Embedder).
+//! `POST /v1/embeddings`, through the model's kiln-core [`Embedder`](kiln_core::Embedder):
+//! texts, and images (`image_url` items) for models that embed them (CLIP).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -10,7 +11,7 @@ use serde_json::json;
 use super::generate::{self};
 use super::{authorize, json_response, read_json};
 use crate::error::{Result, ServeError};
-use crate::openai::{self, EmbeddingInputSpec, EmbeddingRequest};
+use crate::openai::{self, EmbeddingRequest};
 use crate::pii::Masker;
 use crate::state::AppState;
 
@@ -42,23 +43,30 @@ pub(super) async fn handler(
             ));
         }
     };
-    let mut texts = match req.input {
-        EmbeddingInputSpec::One(t) => vec![t],
-        EmbeddingInputSpec::Many(v) => v,
-    };
-    if texts.is_empty() || texts.len() > 2048 {
+    let mut inputs = req.input.into_inputs()?;
+    if inputs.is_empty() || inputs.len() > 2048 {
         return Err(ServeError::bad_request("input", "1 to 2048 inputs"));
+    }
+    if !embedder.supports_images() && inputs.iter().any(|i| matches!(i, EmbeddingInput::Image(_))) {
+        return Err(ServeError::bad_request(
+            "input",
+            format!("the model `{}` embeds text only", req.model),
+        ));
     }
     if state.config().pii.enabled {
         let mut masker = Masker::new(state.0.pii_kinds.clone());
-        for t in &mut texts {
-            *t = masker.mask(t);
+        for i in &mut inputs {
+            if let EmbeddingInput::Text(t) = i {
+                *t = masker.mask(t);
+            }
         }
     }
     let mut tokens = 0;
     if let Some(tok) = &model.handle.tokenizer {
-        for t in &texts {
-            tokens += tok.encode(t, true)?.len();
+        for i in &inputs {
+            if let EmbeddingInput::Text(t) = i {
+                tokens += tok.encode(t, true)?.len();
+            }
         }
         let limit = state.config().server.max_prompt_tokens;
         if tokens > limit {
@@ -66,7 +74,6 @@ pub(super) async fn handler(
         }
     }
     generate::admit(&state, &principal, tokens)?;
-    let inputs: Vec<EmbeddingInput> = texts.into_iter().map(EmbeddingInput::Text).collect();
     let vectors = tokio::task::spawn_blocking(move || embedder.embed(&inputs))
         .await
         .map_err(|e| ServeError::Internal(format!("embedding worker: {e}")))??;
