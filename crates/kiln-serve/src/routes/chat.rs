@@ -28,11 +28,12 @@ pub(super) async fn handler(
     let n = generate::check_n(req.n)?;
     let (sampling, stop) = req.sampling.to_core()?;
     let mut messages = openai::messages_to_core(&req.messages)?;
-    let tool_choice = req
-        .tool_choice
-        .as_ref()
-        .and_then(Value::as_str)
-        .unwrap_or("auto");
+    // A named function (`{"type": "function", ...}`) must be called, like "required".
+    let tool_choice = match &req.tool_choice {
+        None => "auto",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => "required",
+    };
     let tools = req
         .tools
         .as_deref()
