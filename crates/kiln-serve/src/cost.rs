@@ -266,4 +266,40 @@ mod tests {
         assert_eq!(u[0].models["m"].requests, 2);
         assert!((u[0].cost - 1.0).abs() < 1e-9);
     }
+
+    #[tokio::test]
+    async fn alerts_are_posted_to_the_webhook() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let config = BudgetConfig {
+            webhook: Some(url),
+            alert_thresholds: vec![0.5],
+            enforce: false,
+        };
+        let t = CostTracker::new(config, Arc::new(Metrics::new()));
+        let key = KeyConfig {
+            name: "a".into(),
+            budget: Some(1.0),
+            ..KeyConfig::default()
+        };
+        let prices = Prices {
+            prompt_per_1k: 1.0,
+            completion_per_1k: 0.0,
+        };
+        assert_eq!(t.record(&key, "m", prices, 600, 0).len(), 1);
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        while !got.contains("\"threshold\"") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(got.starts_with("POST /hook HTTP/1.1"), "{got}");
+        assert!(got.contains("\"key\":\"a\""), "{got}");
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+    }
 }
