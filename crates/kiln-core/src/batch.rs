@@ -51,6 +51,10 @@ pub trait DecodeBatch: Send {
     /// Adds a sequence. Validation errors (parameters, context length, unknown adapter) are returned
     /// here, before the sequence takes a slot.
     ///
+    /// Every sequence keeps its own request: sampling, stop conditions, `max_tokens`,
+    /// log-probabilities, its [`ResponseFormat`](crate::ResponseFormat)'s logits processor and its
+    /// `adapters`. One batch may mix sequences on different adapters and on the base model.
+    ///
     /// # Errors
     /// As [`TextGenerator::generate_stream`](crate::TextGenerator::generate_stream) would for the
     /// request, or [`Error::Unsupported`](crate::Error::Unsupported) when the batch is full.
