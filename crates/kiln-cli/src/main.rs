@@ -17,6 +17,7 @@ use kiln_core::{
 use kiln_llama::LlamaGenerator;
 
 mod prompting;
+mod serve;
 mod tune;
 
 #[derive(Parser)]
@@ -52,6 +53,8 @@ enum Command {
     Template(prompting::TemplateArgs),
     /// Evaluate a prompting strategy on a JSONL dataset (accuracy, steps, tokens).
     EvalPrompts(prompting::EvalPromptsArgs),
+    /// Serve models over an OpenAI-compatible HTTP API (docs/SERVING.md).
+    Serve(serve::ServeArgs),
 }
 
 /// The model to load and the adapters to apply.
@@ -337,6 +340,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapters(tune::AdaptersCommand::Average(a)) => tune::average(a),
         Command::Template(a) => prompting::template(a),
         Command::EvalPrompts(a) => prompting::eval_prompts(a),
+        Command::Serve(a) => serve::serve(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
