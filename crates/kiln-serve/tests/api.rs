@@ -84,7 +84,9 @@ async fn chat_parameters_reach_the_model() {
     assert_eq!(lp[0]["top_logprobs"].as_array().unwrap().len(), 2);
     assert!(lp[0]["bytes"].is_array());
     let requests = model.requests.lock().unwrap().clone();
-    let seeds: Vec<_> = requests.iter().map(|r| r.sampling.seed).collect();
+    // The two choices run concurrently: the model sees them in either order.
+    let mut seeds: Vec<_> = requests.iter().map(|r| r.sampling.seed).collect();
+    seeds.sort();
     assert_eq!(seeds, [Some(7), Some(8)]);
     let r = &requests[0];
     assert_eq!(r.stop.stop_strings, ["STOP"]);
@@ -288,7 +290,7 @@ async fn disconnect_frees_the_slot(batch: bool) {
     let first = read_first_chunk_and_drop(r).await;
     assert!(first.contains("data:"), "{first}");
     let engine = state.model("m").unwrap().engine.as_ref().unwrap();
-    for _ in 0..400 {
+    for _ in 0..2000 {
         if engine.active_sequences() == 0 {
             break;
         }
@@ -342,6 +344,8 @@ async fn two_adapters_in_one_batch_each_get_their_own_output() {
     );
     let state = AppState::new(config, handles).unwrap();
     let app = app(state);
+    // Held until all four have joined, so they certainly share decode steps.
+    model.held.store(true, Ordering::SeqCst);
     let mut tasks = Vec::new();
     for adapter in ["alpha", "beta", "alpha", "beta"] {
         let app = app.clone();
@@ -352,11 +356,22 @@ async fn two_adapters_in_one_batch_each_get_their_own_output() {
             (adapter, sse_text(&sse_data(&b)))
         }));
     }
+    for _ in 0..2000 {
+        if model.calls.load(Ordering::SeqCst) == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    model.held.store(false, Ordering::SeqCst);
     for t in tasks {
         let (adapter, text) = t.await.unwrap();
         assert_eq!(text.trim(), [adapter; 6].join(" "));
     }
-    assert!(model.max_batch.load(Ordering::SeqCst) >= 2, "never batched");
+    assert_eq!(
+        model.max_batch.load(Ordering::SeqCst),
+        4,
+        "the four did not share a step"
+    );
     let m = metrics_text(&app).await;
     assert!(metric(&m, "kiln_batch_size_count{model=\"m\"}") > 0.0);
 }

@@ -314,7 +314,7 @@ async fn full_queue_is_503_with_retry_after() {
             .0
         }));
     }
-    for _ in 0..200 {
+    for _ in 0..2000 {
         let e = fx.state.model("small").unwrap().engine.as_ref().unwrap();
         if e.active_sequences() == 2 && e.queue_depth() == 1 {
             break;

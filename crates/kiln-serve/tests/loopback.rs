@@ -48,7 +48,14 @@ async fn serves_on_loopback_and_drains_at_shutdown() {
         addr,
         r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
     ));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let engine = state.model("m").unwrap().engine.as_ref().unwrap();
+    for _ in 0..2000 {
+        if engine.active_sequences() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(engine.active_sequences(), 1);
     stop_tx.send(()).unwrap();
     let streamed = streaming.await.unwrap();
     assert!(streamed.contains("data: [DONE]"), "{streamed}");

@@ -249,6 +249,11 @@ impl DecodeBatch for ScriptedBatch<'_> {
         &mut self,
         on_event: &mut dyn FnMut(SequenceId, StreamEvent<'_>),
     ) -> kiln_core::Result<Vec<(SequenceId, kiln_core::Result<GenerationOutput>)>> {
+        if self.model.held.load(Ordering::SeqCst) {
+            // Held: no progress, but the scheduler keeps admitting between steps.
+            std::thread::sleep(Duration::from_millis(2));
+            return Ok(Vec::new());
+        }
         self.model
             .max_batch
             .fetch_max(self.seqs.len(), Ordering::SeqCst);
