@@ -5,6 +5,7 @@
 //! keys, roles, limits and policies apply (docs/SERVING.md).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -110,7 +111,13 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
                 m.name
             );
         };
-        eprintln!("loading {} from {}", m.name, path.display());
+        // Not eprintln!: a closed stderr must not stop the server.
+        let _ = writeln!(
+            std::io::stderr(),
+            "loading {} from {}",
+            m.name,
+            path.display()
+        );
         let model = Arc::new(
             LlamaGenerator::load(path, &options)
                 .with_context(|| format!("loading model {}", path.display()))?,
@@ -120,12 +127,6 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             .with_adapters(Arc::new(LlamaAdapters(model.clone())));
         handles.insert(m.name.clone(), handle);
     }
-    eprintln!(
-        "kiln serve on http://{}:{} ({} models)",
-        config.server.host,
-        config.server.port,
-        handles.len()
-    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

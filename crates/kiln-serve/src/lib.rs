@@ -83,6 +83,8 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_current_span(true)
         .with_writer(std::io::stderr)
+        // A closed stderr must not stop the server (the internal error report would panic).
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -117,13 +119,14 @@ pub async fn serve_on(
         tracing::warn!(
             "no API keys configured: authentication is OFF, anyone who can reach the port can use it"
         );
-        eprintln!("warning: kiln serve runs without API keys; authentication is off");
+        say("warning: kiln serve runs without API keys; authentication is off");
     }
     let addr = listener.local_addr().map_err(|source| ServeError::Io {
         path: "listener".into(),
         source,
     })?;
     tracing::info!(%addr, models = state.0.models.len(), "serving");
+    say(&format!("kiln serve listening on http://{addr}"));
     let drain_state = state.clone();
     let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
@@ -142,6 +145,12 @@ pub async fn serve_on(
         () = deadline => tracing::warn!("grace period over: in-flight requests abandoned"),
     }
     Ok(())
+}
+
+/// Writes a line for the operator on stderr, ignoring a closed stderr (`eprintln!` would panic).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn shutdown_signal() {
