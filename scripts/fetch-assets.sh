@@ -10,6 +10,7 @@
 #   llama.cpp source tree                sdist of PyPI llama-cpp-python==0.3.36 (vendor/llama.cpp)
 #   skimage/*.png|jpg (sample photos)    Debian package python3-skimage 0.19.3-8 (apt-get download; BSD-3)
 #   clip/bpe_simple_vocab_16e6.txt.gz    wheel of PyPI open-clip-torch==3.3.0 (CLIP's BPE vocabulary; MIT)
+#   fashion-mnist/*.gz (IDX files)       Debian package dataset-fashion-mnist (apt-get download; MIT)
 set -euo pipefail
 
 CACHE="${KILN_CACHE:-$HOME/.cache/kiln}"
@@ -125,6 +126,24 @@ if [ "$missing" = 1 ]; then
   rm -rf "$tmp"
 fi
 
+# Fashion-MNIST (kiln-clip's contrastive training demo), from the Debian package.
+mkdir -p "$ASSETS/fashion-mnist"
+FM_FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
+missing=0
+for f in $FM_FILES; do [ -f "$ASSETS/fashion-mnist/$f" ] || missing=1; done
+if [ "$missing" = 1 ]; then
+  tmp=$(mktemp -d "$DL/.tmp.XXXXXX")
+  log "downloading dataset-fashion-mnist (Debian)"
+  ( cd "$tmp" && apt-get download dataset-fashion-mnist >/dev/null 2>&1 ) \
+    || { rm -rf "$tmp"; log "apt-get download dataset-fashion-mnist failed (needs Debian apt sources)"; exit 2; }
+  dpkg -x "$tmp"/dataset-fashion-mnist_*.deb "$tmp/x"
+  for f in $FM_FILES; do
+    cp "$tmp/x/usr/share/datasets/fashion-mnist/$f" "$ASSETS/fashion-mnist/$f.tmp.$$"
+    mv "$ASSETS/fashion-mnist/$f.tmp.$$" "$ASSETS/fashion-mnist/$f"
+  done
+  rm -rf "$tmp"
+fi
+
 # Hashes of what the tests read, checked on every run.
 ( cd "$ASSETS" && sha256sum -c --quiet - ) <<'SUMS'
 b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  SmolLM2-135M-Instruct.Q4_1.gguf
@@ -143,6 +162,10 @@ c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c  skimage/rocket
 f2c57fe8af089f08b5ba523d95573c26e62904ac5967f4c8851b27d033690168  skimage/logo.png
 c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455  skimage/horse.png
 42d49d94be8f9bc76e50639d3701ed0484258721f6b0bd7f50bb1b9274a010f0  skimage/green_palette.png
+cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa  fashion-mnist/t10k-images-idx3-ubyte.gz
+8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05  fashion-mnist/t10k-labels-idx1-ubyte.gz
+b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7  fashion-mnist/train-images-idx3-ubyte.gz
+0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056  fashion-mnist/train-labels-idx1-ubyte.gz
 SUMS
 log "assets ready in $ASSETS"
 echo "$ASSETS"

@@ -11,9 +11,10 @@
 //! | `prompt`          | kiln-prompt    | `prompt` (no burn)|
 //! | `lora`            | kiln-lora      | `lora`           |
 //! | `eval`            | kiln-eval      | `eval` (no burn) |
+//! | `clip`            | kiln-clip      | `clip`           |
 //!
 //! GPU backends: `wgpu` (Vulkan, Metal, DX12, or Mesa's software Vulkan) and `cuda`.
-//! The CLIP and serving crates join the facade under the features `clip` and `serve` as they land.
+//! The serving crate joins the facade under the feature `serve` as it lands.
 //!
 //! ```no_run
 //! # #[cfg(feature = "llama")] {
@@ -48,3 +49,6 @@ pub use kiln_lora as lora;
 
 #[cfg(feature = "eval")]
 pub use kiln_eval as eval;
+
+#[cfg(feature = "clip")]
+pub use kiln_clip as clip;

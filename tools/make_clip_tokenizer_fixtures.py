@@ -125,6 +125,57 @@ TEXTS = [
 ]
 
 
+def generated(n=160, seed=20261128):
+    """Varied strings drawn from pools of words, punctuation, contractions, numbers, scripts and emoji
+    (deterministic), on top of the hand-written cases."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("a photo of the cat dog red blue bicycle wall door street market woman man child kitchen "
+             "sunset beach mountain river train station coffee cup laptop phone shoe jacket dress bag "
+             "Sneaker T-Shirt JEANS Ankle-Boot pullover trouser sandal coat shirt").split()
+    contractions = ["it's", "don't", "I'm", "you're", "we've", "they'll", "he'd", "can't", "WON'T",
+                    "o'clock", "rock'n'roll", "y'all", "'tis"]
+    punct = [",", ".", "!", "?", ";", ":", "...", " - ", " / ", "(", ")", "[", "]", "\"", "'", "&",
+             "#", "@", "%", "$", "*", "+", "=", "~", "|", "<", ">", "^", "_", "`"]
+    scripts = ["café", "naïve", "Ünïcödé", "straße", "ﬁne", "Ωμέγα", "привет", "東京", "北京欢迎你",
+               "서울", "שלום", "سلام", "नमस्ते", "สวัสดี", "ǅemal", "ŉ", "İi", "ΣΑΣ", "ﾊﾝｶｸ", "𝔣𝔯𝔞𝔨𝔱𝔲𝔯"]
+    emoji = ["😀", "🎉", "👍🏽", "🐱", "👨‍👩‍👧", "🇯🇵", "❤️", "☕", "🚲", "🏳️‍🌈"]
+    spaces = [" ", "  ", "\t", "\n", " \u00a0", "\u3000", " \r\n "]
+
+    def number():
+        return rng.choice([str(rng.randint(0, 99999)), f"{rng.random() * 100:.2f}",
+                           f"{rng.randint(1, 9)},{rng.randint(100, 999)}", f"{rng.randint(1, 12)}:{rng.randint(10, 59)}",
+                           f"#{rng.randint(1, 99)}", f"{rng.randint(1, 100)}%", f"${rng.randint(1, 500)}.99"])
+
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 14)):
+            kind = rng.random()
+            if kind < 0.45:
+                w = rng.choice(words)
+                parts.append(rng.choice([w, w.upper(), w.capitalize(), w.lower()]))
+            elif kind < 0.55:
+                parts.append(rng.choice(contractions))
+            elif kind < 0.68:
+                parts.append(rng.choice(punct))
+            elif kind < 0.78:
+                parts.append(number())
+            elif kind < 0.9:
+                parts.append(rng.choice(scripts))
+            else:
+                parts.append(rng.choice(emoji))
+        text = ""
+        for p in parts:
+            text += p + (rng.choice(spaces) if rng.random() < 0.2 else ("" if rng.random() < 0.15 else " "))
+        out.append(text)
+    # A few long ones that must be truncated at 77.
+    for k in range(6):
+        out.append(" ".join(rng.choice(words) for _ in range(60 + 10 * k)))
+    return out
+
+
 def main():
     gz = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/kiln/assets/clip/bpe_simple_vocab_16e6.txt.gz")
     vocab, merges = vocab_and_merges(gz)
@@ -140,7 +191,7 @@ def main():
     assert len(tok) == 49408, len(tok)
     assert tok.bos_token_id == 49406 and tok.eos_token_id == 49407 and tok.pad_token_id == 49407
     cases = []
-    for t in TEXTS:
+    for t in TEXTS + generated():
         ids = tok(t)["input_ids"]
         trunc = tok(t, truncation=True, max_length=77, padding="max_length")["input_ids"]
         cases.append(
@@ -151,7 +202,7 @@ def main():
                 "decoded": tok.decode(ids, skip_special_tokens=True),
             }
         )
-    assert len(cases) >= 60
+    assert len(cases) >= 200
     out = {
         "reference": f"transformers {transformers.__version__} CLIPTokenizer (tokenizers-backed) built from "
         "vocab.json/merges.txt derived from open_clip's bpe_simple_vocab_16e6.txt.gz; "

@@ -32,6 +32,7 @@ use std::str::FromStr;
 
 pub mod kernels;
 pub mod nf4;
+pub mod safetensors;
 
 pub use burn::tensor::Device;
 
@@ -85,6 +86,61 @@ pub enum Error {
     /// An NF4 tensor could not be quantized, read, or turned into a matrix.
     #[error(transparent)]
     Nf4(#[from] nf4::Nf4Error),
+    /// An I/O error on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A safetensors file is malformed.
+    #[error("{path}: invalid safetensors: {message}")]
+    Safetensors {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A JSON file next to the weights (an index) is malformed or lacks a field.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("{path}: missing tensor `{name}`")]
+    MissingTensor {
+        /// The file (or directory) searched.
+        path: String,
+        /// The tensor name.
+        name: String,
+    },
+    /// A tensor has a shape other than the model's configuration implies.
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// The file.
+        path: String,
+        /// The tensor name.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype Kiln cannot convert.
+    #[error("{path}: tensor `{name}` has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        /// The file.
+        path: String,
+        /// The tensor name.
+        name: String,
+        /// The dtype found.
+        dtype: String,
+    },
     /// A weight matrix's size in bytes overflows `usize`.
     #[error("a {rows}x{cols} matrix is too large to address")]
     ShapeOverflow {
@@ -93,6 +149,16 @@ pub enum Error {
         /// Columns.
         cols: usize,
     },
+}
+
+impl Error {
+    /// An [`Error::Io`] naming `path`.
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Result with [`Error`].

@@ -16,6 +16,7 @@ use kiln_core::{
 };
 use kiln_llama::LlamaGenerator;
 
+mod clip;
 mod prompting;
 mod serve;
 mod tune;
@@ -53,6 +54,9 @@ enum Command {
     Template(prompting::TemplateArgs),
     /// Evaluate a prompting strategy on a JSONL dataset (accuracy, steps, tokens).
     EvalPrompts(prompting::EvalPromptsArgs),
+    /// CLIP: zero-shot classification, embeddings, contrastive training.
+    #[command(subcommand)]
+    Clip(clip::ClipCommand),
     /// Serve models over an OpenAI-compatible HTTP API (docs/SERVING.md).
     Serve(serve::ServeArgs),
 }
@@ -340,6 +344,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapters(tune::AdaptersCommand::Average(a)) => tune::average(a),
         Command::Template(a) => prompting::template(a),
         Command::EvalPrompts(a) => prompting::eval_prompts(a),
+        Command::Clip(c) => clip::run(c),
         Command::Serve(a) => serve::serve(a),
     };
     match result {

@@ -10,7 +10,7 @@ use kiln_core::{
 use kiln_eval::{Report, Sample};
 use kiln_llama::kiln_lora::train::{AdamWConfig, Schedule};
 use kiln_llama::kiln_lora::{LoraAdapter, LoraConfig, TargetModules};
-use kiln_llama::train::{DataFormat, TrainConfig, Trainer, load_examples};
+use kiln_llama::train::{DataFormat, Method, TrainConfig, Trainer, load_examples};
 use kiln_llama::{LlamaGenerator, MergeDtype, merge_to_hf};
 use serde_json::Value;
 
@@ -27,10 +27,14 @@ pub struct FinetuneArgs {
     /// Where the adapter, checkpoints, loss.csv and loss.png go.
     #[arg(long, short)]
     pub output: PathBuf,
-    /// lora, or qlora (the base rounded to NF4 as bitsandbytes does, or a GGUF base in its
-    /// stored block format).
+    /// lora; qlora (the base rounded to NF4 as bitsandbytes does, or a GGUF base in its stored
+    /// block format); full (every tensor); partial (the top --top-layers decoder layers and the
+    /// final norm). full and partial write a complete HF model directory to --output.
     #[arg(long, default_value = "lora")]
     pub method: String,
+    /// Decoder layers trained by --method partial (counted from the top).
+    #[arg(long)]
+    pub top_layers: Option<usize>,
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
     pub r: usize,
@@ -227,10 +231,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
     let model = match a.method.as_str() {
         "lora" => LlamaGenerator::open(&a.model, &device),
         "qlora" => LlamaGenerator::open_qlora(&a.model, &device),
-        "full" | "partial" => bail!(
-            "--method {} is not implemented yet; use lora or qlora",
-            a.method
-        ),
+        "full" | "partial" => LlamaGenerator::open(&a.model, &device),
         other => bail!("unknown --method `{other}` (lora, qlora, full or partial)"),
     }
     .with_context(|| format!("loading model {}", a.model.display()))?;
@@ -240,7 +241,17 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         None => None,
     };
     let schedule: Schedule = a.schedule.parse().map_err(anyhow::Error::msg)?;
+    let method = match a.method.as_str() {
+        "full" => Method::Full,
+        "partial" => Method::Partial {
+            top_layers: a
+                .top_layers
+                .context("--method partial needs --top-layers N")?,
+        },
+        _ => Method::Lora,
+    };
     let config = TrainConfig {
+        method,
         lora: lora_config(a),
         epochs: a.epochs,
         lr: a.lr,
@@ -290,6 +301,14 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         trainer = trainer.with_teacher(t)?;
     }
     let report = trainer.run(&train, eval.as_deref(), &a.output)?;
+    let finished = report.steps > 0 && a.output.join(kiln_llama::train::PARAMS_FILE).is_file();
+    if method != Method::Lora && finished {
+        // A dense run leaves its trained tensors; the output becomes a full model directory.
+        let overrides =
+            kiln_llama::train::read_params(&a.output.join(kiln_llama::train::PARAMS_FILE))?;
+        kiln_llama::export_hf(&a.model, &[], &overrides, &a.output, MergeDtype::F32)
+            .context("writing the fine-tuned model")?;
+    }
     if let Some(eps) = report.dp_epsilon {
         eprintln!(
             "DP-SGD privacy spent: epsilon {eps:.3} at delta {}",
@@ -304,7 +323,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
     } else {
         let ppl = |l: Option<f64>| l.map_or("-".into(), |l| format!("{:.3}", l.exp()));
         println!(
-            "{} steps, {:.0} tokens/s; eval loss {} -> {} (perplexity {} -> {}); adapter in {}",
+            "{} steps, {:.0} tokens/s; eval loss {} -> {} (perplexity {} -> {}); output in {}",
             report.steps,
             report.tokens_per_second,
             report
@@ -317,6 +336,12 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
             ppl(report.final_eval_loss),
             a.output.display()
         );
+        if method != Method::Lora {
+            println!(
+                "the fine-tuned model (HF safetensors directory) is in {}",
+                a.output.display()
+            );
+        }
     }
     Ok(())
 }

@@ -25,107 +25,7 @@ pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73]
 /// OpenAI CLIP's per-channel standard deviation (transformers' `OPENAI_CLIP_STD`).
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// Errors of image loading, preprocessing and tokenization; each names the file or the config field at
-/// fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClipError {
-    /// The image file could not be opened or read.
-    #[error("cannot read image {path}: {source}")]
-    ImageIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The image file is corrupt, truncated, not an image, or in a format this build cannot decode.
-    #[error("cannot decode image {path}: {source}")]
-    ImageDecode {
-        /// The file.
-        path: PathBuf,
-        /// The decoder's error.
-        source: image::ImageError,
-    },
-    /// The image decoded but its pixel layout is not supported (e.g. floating-point HDR).
-    #[error("unsupported image {path}: {reason}")]
-    UnsupportedImage {
-        /// The file.
-        path: PathBuf,
-        /// What is unsupported.
-        reason: String,
-    },
-    /// The preprocessor config file could not be read.
-    #[error("cannot read preprocessor config {path}: {source}")]
-    ConfigIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The preprocessor config file is not valid JSON of the expected shape.
-    #[error("invalid preprocessor config {path}: {source}")]
-    ConfigParse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's error.
-        source: serde_json::Error,
-    },
-    /// A config field holds a value the preprocessing cannot use.
-    #[error("invalid preprocessor config field `{field}`: {reason}")]
-    InvalidConfig {
-        /// The field, as named in `preprocessor_config.json`.
-        field: &'static str,
-        /// Why it is invalid.
-        reason: String,
-    },
-    /// An in-memory image whose buffer does not match its dimensions.
-    #[error("invalid image buffer: {reason}")]
-    InvalidImage {
-        /// What is wrong.
-        reason: String,
-    },
-    /// A tokenizer vocabulary file (`bpe_simple_vocab_16e6.txt.gz`, `vocab.json`, `merges.txt`) could not
-    /// be read.
-    #[error("cannot read tokenizer vocabulary {path}: {source}")]
-    VocabIo {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A tokenizer vocabulary file is corrupt, truncated or not of the expected format.
-    #[error("invalid tokenizer vocabulary {path}: {reason}")]
-    VocabParse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A text encodes to more tokens than the context length and truncation was not requested.
-    #[error("text {index} has {len} tokens, more than the context length {context_length}")]
-    TextTooLong {
-        /// The text's position in the batch.
-        index: usize,
-        /// Its token count, BOS and EOS included.
-        len: usize,
-        /// The context length asked for.
-        context_length: usize,
-    },
-    /// A context length too small to hold BOS and EOS.
-    #[error("context length {0} is too small (at least 2: BOS and EOS)")]
-    ContextTooSmall(usize),
-    /// A token id outside the vocabulary was given to `decode`.
-    #[error("token id {id} is outside the vocabulary of {vocab_size} tokens")]
-    InvalidTokenId {
-        /// The id.
-        id: u32,
-        /// The vocabulary size.
-        vocab_size: usize,
-    },
-}
-
-/// Result alias of this module.
-pub type Result<T> = std::result::Result<T, ClipError>;
+pub use crate::error::{ClipError, Result};
 
 /// An 8-bit RGB image, row-major, 3 bytes per pixel (the array transformers gets from
 /// `np.array(image.convert("RGB"))`).
@@ -472,6 +372,23 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<RgbImage> {
         path: path.to_path_buf(),
         reason,
     })
+}
+
+/// Decodes an encoded image (PNG, JPEG) held in memory with the rules of [`load_image`]; `name`
+/// stands for the file in errors.
+pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    let path = PathBuf::from(name);
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| ClipError::ImageIo {
+            path: path.clone(),
+            source,
+        })?;
+    let img = reader.decode().map_err(|source| ClipError::ImageDecode {
+        path: path.clone(),
+        source,
+    })?;
+    dynamic_to_rgb(img).map_err(|reason| ClipError::UnsupportedImage { path, reason })
 }
 
 /// Converts a decoded image to RGB with the rules of [`load_image`].

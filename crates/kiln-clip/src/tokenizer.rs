@@ -7,7 +7,8 @@
 //! 1. The special tokens `<|startoftext|>` and `<|endoftext|>` are cut out of the **raw** text first
 //!    (case-sensitive, not normalised) and map straight to their ids; the rest is processed in segments.
 //! 2. Normalisation of each segment: Unicode NFC, every run of whitespace (`\s+`) replaced by one space,
-//!    lower-casing (full Unicode lower-casing, as Rust's `str::to_lowercase`).
+//!    lower-casing character by character (`char::to_lowercase`, as the `tokenizers` Lowercase
+//!    normalizer: no context-dependent rules, so a word-final `Σ` becomes `σ`, not `ς`).
 //! 3. Pre-tokenisation: the CLIP regex
 //!    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
 //!    keeps its matches and drops everything else (so whitespace disappears); then the GPT-2 byte-level
@@ -246,6 +247,109 @@ impl ClipTokenizer {
         Self::build(encoder, merges, mpath)
     }
 
+    /// Loads a `tokenizers` `tokenizer.json` with a BPE model (`model.vocab`, `model.merges` as
+    /// `"a b"` strings or `["a", "b"]` pairs), as transformers' fast CLIP tokenizers are saved.
+    pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = utf8(path, read_file(path)?)?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| parse_err(path, format!("not JSON: {e}")))?;
+        let model = json
+            .get("model")
+            .ok_or_else(|| parse_err(path, "no `model` object"))?;
+        if let Some(kind) = model.get("type").and_then(|t| t.as_str())
+            && kind != "BPE"
+        {
+            return Err(parse_err(
+                path,
+                format!("`model.type` is {kind:?}, expected \"BPE\""),
+            ));
+        }
+        let encoder: HashMap<String, u32> = serde_json::from_value(
+            model
+                .get("vocab")
+                .cloned()
+                .ok_or_else(|| parse_err(path, "no `model.vocab`"))?,
+        )
+        .map_err(|e| parse_err(path, format!("`model.vocab`: {e}")))?;
+        let list = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| parse_err(path, "no `model.merges` array"))?;
+        let mut merges = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let pair = match m {
+                serde_json::Value::String(line) => line
+                    .split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string())),
+                serde_json::Value::Array(v) if v.len() == 2 => {
+                    match (v[0].as_str(), v[1].as_str()) {
+                        (Some(a), Some(b)) => Some((a.to_string(), b.to_string())),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            merges.push(
+                pair.ok_or_else(|| parse_err(path, format!("`model.merges[{i}]` is not a merge")))?,
+            );
+        }
+        if merges.is_empty() {
+            return Err(parse_err(path, "no merges"));
+        }
+        Self::build(encoder, merges, path)
+    }
+
+    /// Writes `vocab.json`, `merges.txt` and a `tokenizer_config.json` into `dir` (each file
+    /// atomically), the files transformers' `CLIPTokenizer.from_pretrained(dir)` reads.
+    ///
+    /// # Errors
+    /// [`ClipError::Io`] naming the file.
+    pub fn save(&self, dir: impl AsRef<Path>, model_max_length: usize) -> Result<()> {
+        let dir = dir.as_ref();
+        let mut vocab: Vec<(&String, &u32)> = self.encoder.iter().collect();
+        vocab.sort_by_key(|(_, id)| **id);
+        let vocab: serde_json::Map<String, serde_json::Value> = vocab
+            .into_iter()
+            .map(|(t, id)| (t.clone(), serde_json::Value::from(*id)))
+            .collect();
+        let mut ranked: Vec<_> = self.merges.iter().collect();
+        ranked.sort_by_key(|(_, (rank, _))| *rank);
+        let mut merges = String::from("#version: 0.2\n");
+        for ((a, b), _) in ranked {
+            let tok = |id: u32| {
+                self.decoder
+                    .get(id as usize)
+                    .and_then(Option::as_deref)
+                    .unwrap_or("")
+            };
+            merges.push_str(tok(*a));
+            merges.push(' ');
+            merges.push_str(tok(*b));
+            merges.push('\n');
+        }
+        let config = serde_json::json!({
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": model_max_length,
+            "bos_token": BOS_TOKEN,
+            "eos_token": EOS_TOKEN,
+            "unk_token": EOS_TOKEN,
+            "pad_token": EOS_TOKEN,
+            "do_lower_case": true,
+        });
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            kiln_core::fs::write_atomic(&p, bytes).map_err(|e| crate::ClipError::io(&p, e))
+        };
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+        write(
+            "vocab.json",
+            serde_json::Value::Object(vocab).to_string().as_bytes(),
+        )?;
+        write("merges.txt", merges.as_bytes())?;
+        write("tokenizer_config.json", pretty(&config).as_bytes())
+    }
+
     fn build(
         encoder: HashMap<String, u32>,
         merge_list: Vec<(String, String)>,
@@ -433,7 +537,12 @@ impl ClipTokenizer {
             return;
         }
         let nfc: String = segment.nfc().map(|(c, _)| c).collect();
-        let normalized = self.ws_re.replace_all(&nfc, " ").to_lowercase();
+        let normalized: String = self
+            .ws_re
+            .replace_all(&nfc, " ")
+            .chars()
+            .flat_map(char::to_lowercase)
+            .collect();
         for piece in self.clip_re.find_iter(&normalized) {
             for word in self.gpt2_re.find_iter(piece.as_str()) {
                 let mapped: String = word

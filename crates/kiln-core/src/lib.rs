@@ -32,7 +32,10 @@ mod chat;
 mod constraint;
 mod embed;
 mod error;
+pub mod fs;
 mod generate;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod tokenizer;
 mod tool;
 mod utf8;

@@ -148,6 +148,19 @@ impl LlamaConfig {
         })?;
         hf.resolve(&path.display().to_string())
     }
+
+    /// Resolves a Hugging Face Llama config given as JSON (e.g. the `text_config` inside a LLaVA
+    /// `config.json`); `path` names its file in errors.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for malformed or missing fields, [`Error::UnsupportedArchitecture`].
+    pub fn from_hf_value(value: serde_json::Value, path: &str) -> Result<Self> {
+        let hf: HfLlamaConfig = serde_json::from_value(value).map_err(|e| Error::Config {
+            path: path.to_string(),
+            message: format!("malformed config: {e}"),
+        })?;
+        hf.resolve(path)
+    }
 }
 
 /// `eos_token_id` may be one id or a list.

@@ -47,7 +47,7 @@ pub use generate::{LlamaGenerator, perplexity};
 pub use kiln_lora;
 pub use kiln_prompt::ChatTemplate;
 pub use lora::{AdapterMix, LinearAdapter, LlamaAdapter, NoAdapter, Proj, Site};
-pub use merge::{MergeDtype, MergeReport, merge_to_hf};
+pub use merge::{MergeDtype, MergeReport, Overrides, export_hf, merge_to_hf};
 pub use model::Llama;
 pub use special::SpecialTokens;
 pub use stop::StopMatcher;

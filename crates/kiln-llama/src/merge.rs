@@ -100,10 +100,29 @@ pub fn merge_to_hf(
     out: &Path,
     dtype: MergeDtype,
 ) -> Result<MergeReport> {
+    export_hf(model, adapters, &Overrides::new(), out, dtype)
+}
+
+/// Tensors that replace the base model's in [`export_hf`]: Hugging Face name -> (shape, values),
+/// as a dense fine-tuning run leaves them (`train::read_params`).
+pub type Overrides = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Writes the model at `model` as an HF safetensors directory with some tensors replaced
+/// (`overrides`, e.g. the result of full or partial fine-tuning) and `adapters` merged on top.
+///
+/// # Errors
+/// As [`merge_to_hf`]; an override whose name the model does not have or whose shape differs.
+pub fn export_hf(
+    model: &Path,
+    adapters: &[(LoraAdapter, f32)],
+    overrides: &Overrides,
+    out: &Path,
+    dtype: MergeDtype,
+) -> Result<MergeReport> {
     if model.is_dir() {
         let hf = HfDirectory::open(model)?;
         let config_json: Value = read_json(&model.join("config.json"))?;
-        let report = write_merged(&hf.config, &hf.weights, adapters, out, dtype)?;
+        let report = write_merged(&hf.config, &hf.weights, adapters, overrides, out, dtype)?;
         let mut cfg = config_json;
         finish_config(&mut cfg, &report, dtype);
         write_json(&out.join("config.json"), &cfg)?;
@@ -124,7 +143,7 @@ pub fn merge_to_hf(
         let file = GgufFile::open(model)?;
         let config = config_from_gguf(&file)?;
         let weights = GgufWeights::new(&file, &config);
-        let report = write_merged(&config, &weights, adapters, out, dtype)?;
+        let report = write_merged(&config, &weights, adapters, overrides, out, dtype)?;
         let mut cfg = hf_config(&config, model)?;
         finish_config(&mut cfg, &report, dtype);
         write_json(&out.join("config.json"), &cfg)?;
@@ -233,11 +252,14 @@ fn eos_json(c: &LlamaConfig) -> Value {
 
 fn write_merged(
     c: &LlamaConfig,
-    source: &dyn WeightSource,
+    base: &dyn WeightSource,
     adapters: &[(LoraAdapter, f32)],
+    overrides: &Overrides,
     out: &Path,
     dtype: MergeDtype,
 ) -> Result<MergeReport> {
+    let with = WithOverrides { base, overrides };
+    let source: &dyn WeightSource = &with;
     let modules = linear_modules(c);
     for (a, _) in adapters {
         a.check_against(&modules)?;
@@ -307,6 +329,13 @@ fn write_merged(
         let w = linear(Site::LmHead, "lm_head.weight", c.vocab_size, d)?;
         tensors.push(("lm_head.weight".into(), vec![c.vocab_size, d], w));
     }
+    let written: std::collections::HashSet<&str> =
+        tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+    if let Some(extra) = overrides.keys().find(|k| !written.contains(k.as_str())) {
+        return Err(Error::Invalid(format!(
+            "replacement tensor `{extra}` is not a tensor of this model"
+        )));
+    }
     let encoded: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, s, v)| {
@@ -332,4 +361,33 @@ fn write_merged(
         merged_modules,
         untied,
     })
+}
+
+/// A weight source whose tensors are replaced by `overrides` where named.
+struct WithOverrides<'a> {
+    base: &'a dyn WeightSource,
+    overrides: &'a Overrides,
+}
+
+impl WeightSource for WithOverrides<'_> {
+    fn path(&self) -> String {
+        self.base.path()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.overrides.contains_key(name) || self.base.contains(name)
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        match self.overrides.get(name) {
+            Some((s, v)) if s.as_slice() == shape => Ok(v.clone()),
+            Some((s, _)) => Err(Error::TensorShape {
+                path: "<replacement tensors>".into(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: s.clone(),
+            }),
+            None => self.base.tensor(name, shape),
+        }
+    }
 }

@@ -402,7 +402,38 @@ impl Llama {
         cache: &mut KvCache,
         adapter: &dyn LinearAdapter,
     ) -> Result<Tensor<3>> {
+        let x = self.embed(ids);
+        self.hidden_states_from_embeds(x, cache, adapter)
+    }
+
+    /// The token embeddings of `ids`.
+    ///
+    /// # Shapes
+    /// - `ids`: `[batch, seq]` -> `[batch, seq, hidden]`
+    #[must_use]
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [b, t] = ids.dims();
+        self.embed_tokens
+            .clone()
+            .select(0, ids.reshape([b * t]))
+            .reshape([b, t, self.config.hidden_size])
+    }
+
+    /// The decoder stack run on given input embeddings (transformers' `inputs_embeds`: token
+    /// embeddings with other features spliced in, as a vision-language model does).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, seq, hidden]` -> `[batch, seq, hidden]` (after the final norm)
+    ///
+    /// # Errors
+    /// As [`Llama::hidden_states`].
+    pub fn hidden_states_from_embeds(
+        &self,
+        mut x: Tensor<3>,
+        cache: &mut KvCache,
+        adapter: &dyn LinearAdapter,
+    ) -> Result<Tensor<3>> {
+        let [_, t, _] = x.dims();
         let needed = cache.len() + t;
         let limit = cache.max_len().min(self.config.max_position_embeddings);
         if needed > limit {
@@ -411,11 +442,6 @@ impl Llama {
                 limit,
             }));
         }
-        let mut x = self
-            .embed_tokens
-            .clone()
-            .select(0, ids.reshape([b * t]))
-            .reshape([b, t, self.config.hidden_size]);
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
@@ -434,6 +460,15 @@ impl Llama {
         }
         cache.advance(t);
         Ok(self.norm.forward(x))
+    }
+
+    /// The output layer applied to final hidden states.
+    ///
+    /// # Shapes
+    /// - `h`: `[batch, seq, hidden]` -> `[batch, seq, vocab]`
+    #[must_use]
+    pub fn logits(&self, h: Tensor<3>, adapter: &dyn LinearAdapter) -> Tensor<3> {
+        self.lm_head.forward_at(h, Site::LmHead, adapter)
     }
 
     /// Logits for every new position.

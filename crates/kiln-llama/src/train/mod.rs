@@ -2,7 +2,8 @@
 //! tokens, batches, data sets in chat / Alpaca / plain-text JSONL, and the training loop.
 
 mod data;
-mod plot;
+mod dense;
+mod dense_run;
 mod trainer;
 
 use burn::tensor::activation::log_softmax;
@@ -14,6 +15,8 @@ use crate::model::Llama;
 use crate::{Error, Result};
 
 pub use data::{DataFormat, Example, load_examples};
+pub use dense::{DenseParams, DenseStep, Method};
+pub use dense_run::{PARAMS_FILE, read_params};
 pub use trainer::{DpConfig, LogEntry, TrainConfig, TrainReport, Trainer};
 
 /// Labels that take no part in the loss (PyTorch's `ignore_index`).
@@ -163,6 +166,21 @@ pub fn loss_sum_distilled(
     batch: &Batch,
     teacher: Option<(&[f32], Distill)>,
 ) -> Result<(Tensor<1>, usize)> {
+    loss_sum_with(model, &Tracked(factors), batch, teacher)
+}
+
+/// [`loss_sum_distilled`] with any adapter on the linear maps (`NoAdapter` for dense training,
+/// where the model's own tensors are the tracked leaves).
+///
+/// # Errors
+/// A batch without label tokens or with fewer than two positions, or teacher logits of the wrong
+/// size.
+pub fn loss_sum_with(
+    model: &Llama,
+    adapter: &dyn LinearAdapter,
+    batch: &Batch,
+    teacher: Option<(&[f32], Distill)>,
+) -> Result<(Tensor<1>, usize)> {
     let (b, t) = (batch.batch, batch.seq);
     if t < 2 {
         return Err(Error::Invalid(
@@ -176,8 +194,7 @@ pub fn loss_sum_distilled(
     let device = model.device().clone();
     let ids = model.ids_tensor(&batch.ids, b);
     let mut cache = crate::KvCache::new(model.config.num_hidden_layers, t);
-    let adapter = Tracked(factors);
-    let hidden = model.hidden_states_with(ids, &mut cache, &adapter)?;
+    let hidden = model.hidden_states_with(ids, &mut cache, adapter)?;
     // Only positions whose next token is a label go through the output layer (the vocabulary
     // projection dominates a small model's cost, and prompts are most of a chat's tokens).
     let mut rows = Vec::with_capacity(count);
@@ -199,7 +216,7 @@ pub fn loss_sum_distilled(
         .reshape([1, count, d]);
     let logits = model
         .lm_head
-        .forward_at(picked_hidden, Site::LmHead, &adapter);
+        .forward_at(picked_hidden, Site::LmHead, adapter);
     let v = model.config.vocab_size;
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, count, 1]), &device);
     let ce = log_softmax(logits.clone(), 2)

@@ -51,6 +51,9 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Stop after this many optimizer steps (`None`: run every epoch).
     pub max_steps: Option<usize>,
+    /// What is trained: a LoRA adapter (default), every tensor, or the top layers.
+    #[serde(default)]
+    pub method: super::Method,
     /// Distil from a teacher given to [`Trainer::with_teacher`].
     pub distill: Option<Distill>,
     /// Differentially private training (DP-SGD); replaces the global clipping.
@@ -83,6 +86,7 @@ impl Default for TrainConfig {
             eval_every: 0,
             save_every: 0,
             max_steps: None,
+            method: super::Method::Lora,
             distill: None,
             dp: None,
             stop_after: None,
@@ -149,9 +153,9 @@ struct State {
 
 /// Trains a LoRA adapter on a model opened on an autodiff device.
 pub struct Trainer<'a> {
-    model: &'a LlamaGenerator,
-    config: TrainConfig,
-    teacher: Option<&'a LlamaGenerator>,
+    pub(super) model: &'a LlamaGenerator,
+    pub(super) config: TrainConfig,
+    pub(super) teacher: Option<&'a LlamaGenerator>,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -284,13 +288,13 @@ impl<'a> Trainer<'a> {
         Ok(Some(acc.epsilon(dp.delta)?.0))
     }
 
-    fn llama(&self) -> Result<&crate::Llama> {
+    pub(super) fn llama(&self) -> Result<&crate::Llama> {
         self.model
             .model()
             .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))
     }
 
-    fn pad_id(&self) -> u32 {
+    pub(super) fn pad_id(&self) -> u32 {
         self.model
             .special_tokens()
             .eos_token_ids
@@ -310,6 +314,9 @@ impl<'a> Trainer<'a> {
         eval: Option<&[Example]>,
         out: &Path,
     ) -> Result<TrainReport> {
+        if self.config.method != super::Method::Lora {
+            return self.run_dense(train, eval, out);
+        }
         let c = &self.config;
         let llama = self.llama()?;
         if c.distill.is_some() != self.teacher.is_some() {
@@ -500,7 +507,7 @@ impl<'a> Trainer<'a> {
     }
 }
 
-fn zeros_like(adapter: &LoraAdapter) -> Vec<Vec<f32>> {
+pub(super) fn zeros_like(adapter: &LoraAdapter) -> Vec<Vec<f32>> {
     adapter
         .modules
         .values()
@@ -508,13 +515,13 @@ fn zeros_like(adapter: &LoraAdapter) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn add_into(sum: &mut [Vec<f32>], g: &[Vec<f32>]) {
+pub(super) fn add_into(sum: &mut [Vec<f32>], g: &[Vec<f32>]) {
     for (s, g) in sum.iter_mut().zip(g) {
         s.iter_mut().zip(g).for_each(|(s, v)| *s += v);
     }
 }
 
-fn scalar(t: burn::tensor::Tensor<1>) -> Result<f32> {
+pub(super) fn scalar(t: burn::tensor::Tensor<1>) -> Result<f32> {
     t.into_data()
         .try_into_vec::<f32>()
         .ok()
@@ -522,7 +529,7 @@ fn scalar(t: burn::tensor::Tensor<1>) -> Result<f32> {
         .ok_or_else(|| Error::Invalid("reading the loss".into()))
 }
 
-fn progress_bar(on: bool, total: usize, at: usize) -> Option<indicatif::ProgressBar> {
+pub(super) fn progress_bar(on: bool, total: usize, at: usize) -> Option<indicatif::ProgressBar> {
     if !on {
         return None;
     }
@@ -571,14 +578,22 @@ fn read_checkpoint(out: &Path) -> Result<Option<(LoraAdapter, State)>> {
 }
 
 /// `loss.csv` and a `loss.png` line plot (training loss in blue, evaluation loss in red).
-fn write_curve(out: &Path, log: &[LogEntry]) -> Result<()> {
+pub(super) fn write_curve(out: &Path, log: &[LogEntry]) -> Result<()> {
     let mut csv = String::from("step,lr,loss,eval_loss\n");
     for e in log {
         let ev = e.eval_loss.map_or(String::new(), |v| format!("{v:.6}"));
         csv.push_str(&format!("{},{:.3e},{:.6},{ev}\n", e.step, e.lr, e.loss));
     }
     write_atomic(&out.join("loss.csv"), csv.as_bytes())?;
-    let png = super::plot::loss_png(log);
+    let points: Vec<kiln_core::plot::LossPoint> = log
+        .iter()
+        .map(|e| kiln_core::plot::LossPoint {
+            step: e.step,
+            loss: e.loss,
+            eval_loss: e.eval_loss,
+        })
+        .collect();
+    let png = kiln_core::plot::loss_png(&points);
     write_atomic(&out.join("loss.png"), &png)?;
     Ok(())
 }

@@ -53,6 +53,31 @@ impl AdamW {
         }
     }
 
+    /// The first and second moment estimates, one vector per parameter (for checkpoints that
+    /// store them outside JSON).
+    #[must_use]
+    pub fn moments(&self) -> (&[Vec<f32>], &[Vec<f32>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores a state from its step count and moments.
+    ///
+    /// # Errors
+    /// Moment vectors of different counts or lengths.
+    pub fn from_moments(
+        config: AdamWConfig,
+        step: u64,
+        m: Vec<Vec<f32>>,
+        v: Vec<Vec<f32>>,
+    ) -> crate::Result<Self> {
+        if m.len() != v.len() || m.iter().zip(&v).any(|(a, b)| a.len() != b.len()) {
+            return Err(crate::Error::Invalid(
+                "AdamW moments: first and second moments differ in shape".into(),
+            ));
+        }
+        Ok(Self { config, step, m, v })
+    }
+
     /// One update of every parameter with learning rate `lr`:
     /// `p ← p − lr·wd·p`, then the bias-corrected Adam step (PyTorch's order).
     ///

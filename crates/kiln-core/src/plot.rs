@@ -1,16 +1,27 @@
 //! A small loss-curve plot drawn straight into a PNG (axes, a light grid, training loss in blue
-//! and evaluation loss in red), so training needs no plotting stack or fonts.
+//! and evaluation loss in red), so training needs no plotting stack or fonts. Every trainer in Kiln
+//! (LoRA, CLIP) writes its `loss.png` through [`loss_png`].
 
 use image::{ImageBuffer, Rgb, RgbImage};
-
-use super::trainer::LogEntry;
 
 const W: u32 = 640;
 const H: u32 = 360;
 const M: i64 = 30;
 
-/// PNG bytes of the loss curve.
-pub(crate) fn loss_png(log: &[LogEntry]) -> Vec<u8> {
+/// One point of a loss curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossPoint {
+    /// Optimizer step (1-based).
+    pub step: usize,
+    /// Training loss at this step.
+    pub loss: f64,
+    /// Evaluation loss, when evaluated at this step.
+    pub eval_loss: Option<f64>,
+}
+
+/// PNG bytes of the loss curve (640x360).
+#[must_use]
+pub fn loss_png(log: &[LossPoint]) -> Vec<u8> {
     let mut img: RgbImage = ImageBuffer::from_pixel(W, H, Rgb([255, 255, 255]));
     let values: Vec<f64> = log
         .iter()
@@ -104,5 +115,24 @@ fn line(img: &mut RgbImage, (mut x0, mut y0): (i64, i64), (x1, y1): (i64, i64), 
             err += dx;
             y0 += sy;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_png() {
+        let log: Vec<LossPoint> = (1..=20)
+            .map(|s| LossPoint {
+                step: s,
+                loss: 3.0 / s as f64,
+                eval_loss: (s % 5 == 0).then_some(3.5 / s as f64),
+            })
+            .collect();
+        let png = loss_png(&log);
+        assert_eq!(&png[1..4], b"PNG");
+        assert!(!loss_png(&[]).is_empty());
     }
 }
