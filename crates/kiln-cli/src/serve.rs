@@ -1,8 +1,9 @@
 //! `kiln serve`: the OpenAI-compatible server of kiln-serve over Llama models.
 //!
 //! Without `--config`, one model is served on 127.0.0.1:8080 with authentication off (a warning
-//! says so). With `--config FILE`, every `[[models]]` entry's `path` is loaded and the file's
-//! keys, roles, limits and policies apply (docs/SERVING.md).
+//! says so). With `--config FILE`, every `[[models]]` entry's `path` is loaded (`kind = "llama"`
+//! for text generation, `kind = "clip"` for text and image embeddings) and the file's keys,
+//! roles, limits and policies apply (docs/SERVING.md).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use kiln_llama::LlamaGenerator;
+use kiln_serve::config::ModelKind;
 use kiln_serve::{AdapterManager, ModelHandle, ServeConfig};
 
 /// Arguments of `kiln serve`.
@@ -118,13 +120,27 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             m.name,
             path.display()
         );
-        let model = Arc::new(
-            LlamaGenerator::load(path, &options)
-                .with_context(|| format!("loading model {}", path.display()))?,
-        );
-        let handle = ModelHandle::generator(model.clone())
-            .with_tokenizer(Arc::new(model.tokenizer().clone()))
-            .with_adapters(Arc::new(LlamaAdapters(model.clone())));
+        let handle = match m.kind {
+            ModelKind::Llama => {
+                let model = Arc::new(
+                    LlamaGenerator::load(path, &options)
+                        .with_context(|| format!("loading model {}", path.display()))?,
+                );
+                ModelHandle::generator(model.clone())
+                    .with_tokenizer(Arc::new(model.tokenizer().clone()))
+                    .with_adapters(Arc::new(LlamaAdapters(model.clone())))
+            }
+            ModelKind::Clip => {
+                let device = args
+                    .device
+                    .parse::<kiln_backend::DeviceSpec>()
+                    .context("selecting the device")?
+                    .device()?;
+                let clip = kiln_clip::Clip::open(path, &device)
+                    .with_context(|| format!("loading CLIP from {}", path.display()))?;
+                ModelHandle::embedder(Arc::new(clip))
+            }
+        };
         handles.insert(m.name.clone(), handle);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

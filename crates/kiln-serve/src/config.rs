@@ -87,6 +87,9 @@ impl Default for ServerConfig {
 pub struct ModelConfig {
     /// The name clients use in `"model"`.
     pub name: String,
+    /// How the binary loads `path`: `llama` (text generation) or `clip` (embeddings of texts
+    /// and images).
+    pub kind: ModelKind,
     /// Where the binary loads it from (an HF directory or a GGUF file); kiln-serve itself never reads it.
     pub path: Option<PathBuf>,
     /// Directory whose sub-directories are the adapters the admin endpoint may load.
@@ -95,6 +98,17 @@ pub struct ModelConfig {
     pub prices: Prices,
     /// A green-list watermark applied while sampling.
     pub watermark: Option<WatermarkConfig>,
+}
+
+/// The model family behind a `[[models]]` entry, for the binary that loads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A Llama-family text generator (HF directory or GGUF file).
+    #[default]
+    Llama,
+    /// A CLIP model (HF directory): `/v1/embeddings` for texts and images.
+    Clip,
 }
 
 /// Prices per 1000 tokens, in any currency (reported as `cost`).
@@ -364,6 +378,12 @@ impl ServeConfig {
                     "prices must be >= 0",
                 ));
             }
+            if m.kind == ModelKind::Clip && m.watermark.is_some() {
+                return Err(ServeError::config(
+                    format!("models[{i}].watermark"),
+                    "a CLIP model does not generate text",
+                ));
+            }
             if let Some(w) = &m.watermark
                 && !(w.gamma > 0.0 && w.gamma < 1.0)
             {
@@ -543,6 +563,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.max_concurrent"), "{err}");
+        let err = parse("[[models]]\nname = \"m\"\nkind = \"clip\"\nwatermark = {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("models[0].watermark"), "{err}");
+        let c = parse("[[models]]\nname = \"m\"\nkind = \"clip\"\n").unwrap();
+        assert_eq!(c.models[0].kind, ModelKind::Clip);
         let err = parse("[[models]]\nname = \"m\"\nflavour = 1\n")
             .unwrap_err()
             .to_string();
