@@ -18,6 +18,7 @@ use kiln_llama::LlamaGenerator;
 
 mod clip;
 mod prompting;
+mod serve;
 mod tune;
 
 #[derive(Parser)]
@@ -56,6 +57,8 @@ enum Command {
     /// CLIP: zero-shot classification, embeddings, contrastive training.
     #[command(subcommand)]
     Clip(clip::ClipCommand),
+    /// Serve models over an OpenAI-compatible HTTP API (docs/SERVING.md).
+    Serve(serve::ServeArgs),
 }
 
 /// The model to load and the adapters to apply.
@@ -342,6 +345,7 @@ fn main() -> std::process::ExitCode {
         Command::Template(a) => prompting::template(a),
         Command::EvalPrompts(a) => prompting::eval_prompts(a),
         Command::Clip(c) => clip::run(c),
+        Command::Serve(a) => serve::serve(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

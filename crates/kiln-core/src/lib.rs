@@ -7,6 +7,8 @@
 //! - [`Tokenizer`]: text to ids and back, with [`HfTokenizer`] over the `tokenizers` crate.
 //! - [`TextGenerator`]: object-safe, `Send + Sync` text generation that streams decoded text and can be
 //!   cancelled through a [`CancelToken`].
+//! - [`BatchGenerator`] / [`DecodeBatch`]: continuous batching, sequences joining and leaving a
+//!   running batch between decode steps.
 //! - [`Embedder`]: text and image embeddings.
 //! - [`LogitsProcessor`] and [`ResponseFormat`]: the constrained-generation hook engines call before
 //!   sampling (JSON, JSON schema, custom).
@@ -25,6 +27,7 @@
 //! assert_eq!(request.max_tokens, 32);
 //! ```
 
+mod batch;
 mod chat;
 mod constraint;
 mod embed;
@@ -37,6 +40,7 @@ mod tokenizer;
 mod tool;
 mod utf8;
 
+pub use batch::{BatchGenerator, DecodeBatch, SequenceId};
 pub use chat::{ChatMessage, ContentPart, ImageSource, Role};
 pub use constraint::{
     JsonSchemaFormat, LogitsProcessor, LogitsProcessorFactory, ProcessorFactory, ResponseFormat,

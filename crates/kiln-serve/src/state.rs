@@ -1,0 +1,382 @@
+//! What the server holds: the validated configuration, the models with their engines, the key
+//! store, limiters, caches, the cost ledger and the metrics. [`AppState`] is cheap to clone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use kiln_core::{BatchGenerator, Embedder, GenerationOutput, TextGenerator, Tokenizer};
+
+use crate::auth::KeyStore;
+use crate::cache::ResponseCache;
+use crate::config::{ModelConfig, ServeConfig};
+use crate::cost::CostTracker;
+use crate::engine::{Engine, EngineLimits};
+use crate::error::{Result, ServeError};
+use crate::filter::OutputFilter;
+use crate::limits::Limiter;
+use crate::metrics::{Metrics, model_label};
+use crate::pii::PiiKind;
+
+/// Loads and unloads LoRA adapters of a running model, by name. The serving binary implements it
+/// over its model (kiln-llama's generator registers adapters by name); kiln-serve validates the
+/// name and resolves the directory before calling it.
+pub trait AdapterManager: Send + Sync {
+    /// Loads the adapter stored in `dir` under `name`, replacing one of the same name.
+    ///
+    /// # Errors
+    /// The adapter cannot be read or does not fit the model.
+    fn load_adapter(&self, name: &str, dir: &Path) -> kiln_core::Result<()>;
+
+    /// Unloads an adapter; `false` when no adapter has that name.
+    ///
+    /// # Errors
+    /// A failure of the model.
+    fn unload_adapter(&self, name: &str) -> kiln_core::Result<bool>;
+
+    /// The names of the loaded adapters.
+    fn adapters(&self) -> Vec<String>;
+}
+
+/// Everything the server may use of one model. Build it with [`ModelHandle::generator`] or
+/// [`ModelHandle::embedder`] and the `with_*` setters.
+#[derive(Clone, Default)]
+pub struct ModelHandle {
+    /// Text generation.
+    pub generator: Option<Arc<dyn TextGenerator>>,
+    /// Continuous batching, when the model can.
+    pub batch: Option<Arc<dyn BatchGenerator>>,
+    /// The tokenizer, for prompt-length limits and watermark detection.
+    pub tokenizer: Option<Arc<dyn Tokenizer>>,
+    /// Embeddings.
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Run-time adapter management.
+    pub adapters: Option<Arc<dyn AdapterManager>>,
+}
+
+impl std::fmt::Debug for ModelHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelHandle")
+            .field(
+                "generator",
+                &self.generator.as_ref().map(|g| g.model_name().to_owned()),
+            )
+            .field("batch", &self.batch.is_some())
+            .field("tokenizer", &self.tokenizer.is_some())
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.name().to_owned()),
+            )
+            .field("adapters", &self.adapters.is_some())
+            .finish()
+    }
+}
+
+impl ModelHandle {
+    /// A text generation model.
+    #[must_use]
+    pub fn generator(generator: Arc<dyn TextGenerator>) -> Self {
+        Self {
+            generator: Some(generator),
+            ..Self::default()
+        }
+    }
+    /// An embedding model.
+    #[must_use]
+    pub fn embedder(embedder: Arc<dyn Embedder>) -> Self {
+        Self {
+            embedder: Some(embedder),
+            ..Self::default()
+        }
+    }
+    /// Adds continuous batching.
+    #[must_use]
+    pub fn with_batch(mut self, batch: Arc<dyn BatchGenerator>) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+    /// Adds the tokenizer.
+    #[must_use]
+    pub fn with_tokenizer(mut self, tokenizer: Arc<dyn Tokenizer>) -> Self {
+        self.tokenizer = Some(tokenizer);
+        self
+    }
+    /// Adds embeddings.
+    #[must_use]
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
+        self
+    }
+    /// Adds run-time adapter management.
+    #[must_use]
+    pub fn with_adapters(mut self, adapters: Arc<dyn AdapterManager>) -> Self {
+        self.adapters = Some(adapters);
+        self
+    }
+}
+
+/// A served model: its configuration, handle and engine.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// Its configuration.
+    pub config: ModelConfig,
+    /// What it can do.
+    pub handle: ModelHandle,
+    /// The engine, for a generator.
+    pub engine: Option<Engine>,
+}
+
+/// Cached outputs of a deterministic request.
+pub type CachedOutputs = Arc<Vec<GenerationOutput>>;
+
+/// The shared state of the server.
+#[derive(Debug, Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: ServeConfig,
+    pub keys: KeyStore,
+    pub limiter: Limiter,
+    pub models: BTreeMap<String, ServedModel>,
+    pub metrics: Arc<Metrics>,
+    pub cache: ResponseCache<CachedOutputs>,
+    pub costs: CostTracker,
+    pub filter: Arc<OutputFilter>,
+    pub pii_kinds: Vec<PiiKind>,
+    pub ready: AtomicBool,
+    pub next_id: AtomicU64,
+}
+
+impl AppState {
+    /// Builds the state: every configured model needs a handle of the same name (and no handle
+    /// may be left without configuration); engines start here.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] naming the model or field at fault.
+    pub fn new(config: ServeConfig, mut handles: BTreeMap<String, ModelHandle>) -> Result<Self> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let limits = EngineLimits {
+            max_concurrent: config.server.max_concurrent,
+            max_queue: config.server.max_queue,
+        };
+        let mut models = BTreeMap::new();
+        for (i, m) in config.models.iter().enumerate() {
+            let handle = handles.remove(&m.name).ok_or_else(|| {
+                ServeError::config(
+                    format!("models[{i}].name"),
+                    format!("no model was loaded for `{}`", m.name),
+                )
+            })?;
+            if handle.generator.is_none() && handle.embedder.is_none() {
+                return Err(ServeError::config(
+                    format!("models[{i}]"),
+                    "the model neither generates nor embeds",
+                ));
+            }
+            if m.watermark.is_some() && handle.tokenizer.is_none() {
+                return Err(ServeError::config(
+                    format!("models[{i}].watermark"),
+                    "watermark detection needs the model's tokenizer",
+                ));
+            }
+            let engine = handle.generator.clone().map(|g| {
+                Engine::new(
+                    m.name.clone(),
+                    g,
+                    handle.batch.clone(),
+                    limits,
+                    metrics.clone(),
+                )
+            });
+            models.insert(
+                m.name.clone(),
+                ServedModel {
+                    config: m.clone(),
+                    handle,
+                    engine,
+                },
+            );
+        }
+        if let Some(extra) = handles.keys().next() {
+            return Err(ServeError::config(
+                "models",
+                format!("a model `{extra}` was loaded but is not configured"),
+            ));
+        }
+        let pii_kinds = config
+            .pii
+            .kinds
+            .iter()
+            .filter_map(|k| PiiKind::from_name(k))
+            .collect();
+        Ok(Self(Arc::new(Inner {
+            keys: KeyStore::new(&config)?,
+            limiter: Limiter::new(),
+            cache: ResponseCache::new(
+                config.server.cache_entries,
+                Duration::from_secs(config.server.cache_ttl_secs),
+            ),
+            costs: CostTracker::new(config.budget.clone(), metrics.clone()),
+            filter: Arc::new(OutputFilter::new(&config.filters)?),
+            pii_kinds,
+            models,
+            metrics,
+            ready: AtomicBool::new(true),
+            next_id: AtomicU64::new(1),
+            config,
+        })))
+    }
+
+    /// A state serving one generator with no configuration (no keys: authentication off).
+    ///
+    /// # Errors
+    /// As [`AppState::new`].
+    pub fn single(name: impl Into<String>, handle: ModelHandle) -> Result<Self> {
+        let name = name.into();
+        let mut handles = BTreeMap::new();
+        handles.insert(name.clone(), handle);
+        Self::new(ServeConfig::single_model(name), handles)
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &ServeConfig {
+        &self.0.config
+    }
+
+    /// The metrics registry.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+
+    /// A served model by name.
+    #[must_use]
+    pub fn model(&self, name: &str) -> Option<&ServedModel> {
+        self.0.models.get(name)
+    }
+
+    /// Every served model.
+    pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
+        self.0.models.values()
+    }
+
+    /// Marks the server ready or not (`/ready`).
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/ready` says yes.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Closes every engine's admission (shutdown).
+    pub fn close(&self) {
+        self.set_ready(false);
+        for m in self.0.models.values() {
+            if let Some(e) = &m.engine {
+                e.close();
+            }
+        }
+    }
+
+    /// Copies the live queue-depth and active-sequence counts into the metrics.
+    pub fn refresh_gauges(&self) {
+        for m in self.0.models.values() {
+            if let Some(e) = &m.engine {
+                let l = model_label(&m.config.name);
+                self.0
+                    .metrics
+                    .set("kiln_queue_depth", l.clone(), e.queue_depth() as f64);
+                self.0
+                    .metrics
+                    .set("kiln_active_sequences", l, e.active_sequences() as f64);
+            }
+        }
+    }
+
+    /// A fresh request id.
+    pub(crate) fn next_request_id(&self) -> String {
+        let n = self.0.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}{n:06x}", crate::openai::now_secs())
+    }
+
+    /// Where an adapter named `name` of `model` is stored: `adapters_dir/name`, after checking the
+    /// name cannot leave the directory.
+    ///
+    /// # Errors
+    /// [`ServeError::BadRequest`] for a bad name or a model with no `adapters_dir`.
+    pub fn adapter_dir(&self, model: &ServedModel, name: &str) -> Result<PathBuf> {
+        check_adapter_name(name)?;
+        let base = model.config.adapters_dir.as_ref().ok_or_else(|| {
+            ServeError::bad_request(
+                "model",
+                format!(
+                    "model `{}` has no adapters_dir configured",
+                    model.config.name
+                ),
+            )
+        })?;
+        let dir = base.join(name);
+        // Resolve links too: the canonical path must stay inside the canonical base.
+        let (Ok(cb), Ok(cd)) = (base.canonicalize(), dir.canonicalize()) else {
+            return Err(ServeError::NotFound {
+                message: format!("no adapter directory `{name}`"),
+                param: Some("name"),
+            });
+        };
+        if !cd.starts_with(&cb) {
+            return Err(ServeError::bad_request(
+                "name",
+                "the adapter is outside adapters_dir",
+            ));
+        }
+        Ok(cd)
+    }
+}
+
+/// Adapter names: 1-64 characters of `A-Z a-z 0-9 . _ -`, starting with a letter or digit (so
+/// `..`, `/` and `\` cannot appear as a path component).
+///
+/// # Errors
+/// [`ServeError::BadRequest`].
+pub fn check_adapter_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ServeError::bad_request(
+            "name",
+            format!(
+                "invalid adapter name `{name}`: use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_names_cannot_escape() {
+        for bad in ["..", "../x", "a/b", "a\\b", ".hidden", "", "a..b", "x y"] {
+            assert!(check_adapter_name(bad).is_err(), "{bad}");
+        }
+        for good in ["retail", "site-a", "v1.2_b"] {
+            assert!(check_adapter_name(good).is_ok(), "{good}");
+        }
+    }
+}
