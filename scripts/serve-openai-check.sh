@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 PORT="${PORT:-8099}"
 python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet openai 2>/dev/null \
   || python3 -m pip install --quiet --break-system-packages openai
-cargo build --quiet -p kiln-serve --example scripted_server
-BIN="${CARGO_TARGET_DIR:-target}/debug/examples/scripted_server"
+cargo build --quiet --release -p kiln-serve --example scripted_server
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/scripted_server"
 RUST_LOG=warn "$BIN" "$PORT" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT

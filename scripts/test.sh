@@ -11,3 +11,5 @@ cargo test --workspace --release
 # The facade's prompt feature: the prompting examples and the end-to-end ReAct weather test.
 cargo clippy -p kiln --features prompt,lora,eval --all-targets --release -- -D warnings
 cargo test -p kiln --features prompt --release --test react_weather
+# kiln-serve: the official `openai` Python client against a running server on loopback (issue 6).
+bash scripts/serve-openai-check.sh

@@ -126,7 +126,10 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
                     LlamaGenerator::load(path, &options)
                         .with_context(|| format!("loading model {}", path.display()))?,
                 );
+                // Continuous batching: concurrent requests decode together, one pass over the
+                // weights per step.
                 ModelHandle::generator(model.clone())
+                    .with_batch(model.clone())
                     .with_tokenizer(Arc::new(model.tokenizer().clone()))
                     .with_adapters(Arc::new(LlamaAdapters(model.clone())))
             }

@@ -4,7 +4,7 @@
 
 use kiln_backend::{Device, DeviceSpec};
 
-use crate::cpu::{CpuCache, CpuLlama};
+use crate::cpu::{BatchWork, CpuCache, CpuLlama};
 use crate::load::WeightSource;
 use crate::lora::AdapterMix;
 use crate::{Error, KvCache, Llama, LlamaConfig, Result};
@@ -147,6 +147,41 @@ impl Engine {
     }
 
     /// Logits of every position of `ids` from an empty cache, `[ids.len() * vocab]`.
+    /// One decode step for several sequences: token `ids[i]` after `caches[i]` with `mixes[i]`.
+    /// The CPU engine runs them as one batch (weights read once); burn runs them one by one.
+    pub(crate) fn step_logits(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut EngineCache],
+        mixes: &[&AdapterMix],
+        work: &mut BatchWork,
+    ) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Engine::Cpu(m) => {
+                let mut cpu = caches
+                    .iter_mut()
+                    .map(|c| match &mut **c {
+                        EngineCache::Cpu(b) => Ok(b.as_mut()),
+                        EngineCache::Burn(_) => {
+                            Err(Error::Invalid("cache of another engine".into()))
+                        }
+                    })
+                    .collect::<Result<Vec<&mut CpuCache>>>()?;
+                let flat = m.decode_batch(ids, &mut cpu, mixes, work)?;
+                Ok(flat
+                    .chunks(m.config.vocab_size)
+                    .map(<[f32]>::to_vec)
+                    .collect())
+            }
+            Engine::Burn(_) => ids
+                .iter()
+                .zip(caches.iter_mut())
+                .zip(mixes)
+                .map(|((&id, c), mix)| self.last_logits(&[id], c, mix))
+                .collect(),
+        }
+    }
+
     pub(crate) fn all_logits(&self, ids: &[u32], mix: &AdapterMix) -> Result<Vec<f32>> {
         match self {
             Engine::Burn(m) => {

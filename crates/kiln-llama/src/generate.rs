@@ -466,6 +466,11 @@ impl LlamaGenerator {
         self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
+    /// The engine that computes forward passes.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     pub(crate) fn logprob_entry(&self, id: u32, logits: &[f32], top: usize) -> TokenLogprob {
         let lp = log_softmax(logits);
         let mut order: Vec<u32> = (0..lp.len() as u32).collect();

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod assets;
+mod batch;
 mod cache;
 pub mod config;
 pub mod cpu;
@@ -40,6 +41,7 @@ mod special;
 mod stop;
 pub mod train;
 
+pub use batch::LlamaBatch;
 pub use cache::KvCache;
 pub use config::{LlamaConfig, RopeScaling};
 pub use engine::{EngineKind, LoadOptions, ModelCache};
