@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Aggregate decode throughput of a running `kiln serve` with 1 and with N concurrent clients
-(continuous batching), through the OpenAI-compatible API. Prints one JSON line.
+"""Aggregate decode throughput of a running `kiln serve` with 1 and with N concurrent streaming clients
+(continuous batching), through the OpenAI-compatible API (SSE). Prints one JSON line; fails if any
+stream fails.
 
     python3 scripts/bench-serve.py BASE_URL MODEL [CLIENTS=8] [MAX_TOKENS=96]
 """
@@ -23,11 +24,24 @@ PROMPTS = [
 
 
 def one(base, model, prompt, max_tokens, out):
-    body = json.dumps({"model": model, "max_tokens": max_tokens, "temperature": 0,
+    """One streaming chat completion (SSE); records the completion tokens of its final usage chunk."""
+    body = json.dumps({"model": model, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True},
                        "messages": [{"role": "user", "content": prompt}]}).encode()
     req = urllib.request.Request(base + "/chat/completions", body, {"Content-Type": "application/json"})
+    usage, chunks = None, 0
     with urllib.request.urlopen(req, timeout=600) as r:
-        out.append(json.load(r)["usage"]["completion_tokens"])
+        for line in r:
+            line = line.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            chunks += 1
+            if event.get("usage"):
+                usage = event["usage"]
+    if usage is None or chunks < 2:
+        raise RuntimeError("the stream ended without content and usage")
+    out.append(usage["completion_tokens"])
 
 
 def run(base, model, clients, max_tokens):

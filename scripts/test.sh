@@ -13,3 +13,5 @@ cargo clippy -p kiln --features prompt,lora,eval --all-targets --release -- -D w
 cargo test -p kiln --features prompt --release --test react_weather
 # kiln-serve: the official `openai` Python client against a running server on loopback (issue 6).
 bash scripts/serve-openai-check.sh
+# ... and against the real `kiln serve` binary: SmolLM2 chat/completions, CLIP embeddings, keys, roles, limits.
+bash scripts/serve-kiln-check.sh

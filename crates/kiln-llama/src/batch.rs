@@ -78,15 +78,13 @@ impl DecodeBatch for LlamaBatch<'_> {
             )));
         }
         let mut seq = Sequence::new(self.generator, request)?;
-        let engine = self.generator.engine();
-        let mut cache = engine.new_cache();
-        let next = if seq.wants_tokens() {
+        let (cache, next) = if seq.wants_tokens() {
             let t0 = Instant::now();
-            let logits = engine.last_logits(&seq.prompt_ids, &mut cache, &seq.mix)?;
+            let (cache, logits) = self.generator.prefill(&seq)?;
             seq.prefilled(t0.elapsed().as_secs_f64());
-            Next::Logits(logits)
+            (cache, Next::Logits(logits))
         } else {
-            Next::Done
+            (self.generator.engine().new_cache(), Next::Done)
         };
         let id = self.next_id;
         self.next_id += 1;

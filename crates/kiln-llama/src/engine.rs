@@ -62,6 +62,32 @@ pub(crate) enum EngineCache {
     Cpu(Box<CpuCache>),
 }
 
+impl EngineCache {
+    /// A copy of the cached keys and values, for another sequence with the same prefix.
+    pub(crate) fn snapshot(&self) -> EngineCache {
+        match self {
+            EngineCache::Burn(c) => EngineCache::Burn(c.clone()),
+            EngineCache::Cpu(c) => EngineCache::Cpu(Box::new(c.snapshot())),
+        }
+    }
+
+    /// Positions cached.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            EngineCache::Burn(c) => c.len(),
+            EngineCache::Cpu(c) => c.len(),
+        }
+    }
+
+    /// Keeps the first `len` positions.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        match self {
+            EngineCache::Burn(c) => c.truncate(len),
+            EngineCache::Cpu(c) => c.truncate(len),
+        }
+    }
+}
+
 /// The KV cache of one sequence for whichever engine runs the model (see
 /// [`crate::LlamaGenerator::new_cache`]).
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use kiln_backend::Device;
@@ -14,13 +14,18 @@ use kiln_core::{
 
 use crate::config::LlamaConfig;
 use crate::cpu::CpuLlama;
+use crate::engine::EngineCache;
 use crate::engine::{Engine, EngineKind, LoadOptions, ModelCache, Target};
 use crate::gguf::{GgufFile, tokenizer_from_gguf};
 use crate::load::{GgufWeights, HfDirectory, Nf4Rounded, config_from_gguf};
 use crate::lora::{AdapterMix, LlamaAdapter};
 use crate::model::Llama;
+use crate::prefix::{PrefixCache, PrefixCacheStats};
 use crate::sampling::log_softmax;
 use crate::sequence::Sequence;
+
+/// Prompts whose keys and values the prefix cache keeps.
+const PREFIX_ENTRIES: usize = 8;
 use crate::special::SpecialTokens;
 use crate::{Error, Result};
 use kiln_lora::LoraAdapter;
@@ -36,6 +41,8 @@ pub struct LlamaGenerator {
     adapters: RwLock<BTreeMap<String, Arc<LlamaAdapter>>>,
     /// Token bytes for constrained decoding, computed on first use.
     vocab: OnceLock<Arc<TokenVocabulary>>,
+    /// Keys and values of recent prompts, reused by prompts with the same beginning.
+    prefix: Mutex<PrefixCache>,
 }
 
 impl std::fmt::Debug for LlamaGenerator {
@@ -157,6 +164,7 @@ impl LlamaGenerator {
             chat_template,
             adapters: RwLock::default(),
             vocab: OnceLock::new(),
+            prefix: Mutex::new(PrefixCache::new(PREFIX_ENTRIES)),
         })
     }
 
@@ -192,6 +200,7 @@ impl LlamaGenerator {
             chat_template,
             adapters: RwLock::default(),
             vocab: OnceLock::new(),
+            prefix: Mutex::new(PrefixCache::new(PREFIX_ENTRIES)),
         })
     }
 
@@ -273,6 +282,10 @@ impl LlamaGenerator {
             .write()
             .map_err(|_| Error::Invalid("adapter registry poisoned".into()))?
             .insert(name, Arc::new(prepared));
+        // Cached keys and values computed with an adapter of this name are stale now.
+        if let Ok(mut p) = self.prefix.lock() {
+            p.clear();
+        }
         Ok(())
     }
 
@@ -288,6 +301,9 @@ impl LlamaGenerator {
 
     /// Unregisters an adapter; returns whether it was there.
     pub fn remove_adapter(&self, name: &str) -> bool {
+        if let Ok(mut p) = self.prefix.lock() {
+            p.clear();
+        }
         self.adapters
             .write()
             .map(|mut m| m.remove(name).is_some())
@@ -471,6 +487,29 @@ impl LlamaGenerator {
         &self.engine
     }
 
+    /// Runs a sequence's prompt, reusing the cached keys and values of an earlier prompt with the
+    /// same beginning (and the same adapters); returns the cache and the last position's logits.
+    pub(crate) fn prefill(&self, seq: &Sequence<'_>) -> Result<(EngineCache, Vec<f32>)> {
+        let ids = &seq.prompt_ids;
+        let key = seq.adapter_key();
+        let hit = self.prefix.lock().map_or(None, |mut p| p.lookup(ids, &key));
+        let mut cache = hit.unwrap_or_else(|| self.engine.new_cache());
+        let done = cache.len();
+        let logits = self
+            .engine
+            .last_logits(&ids[done..], &mut cache, &seq.mix)?;
+        if let Ok(mut p) = self.prefix.lock() {
+            p.insert(ids, &key, &cache);
+        }
+        Ok((cache, logits))
+    }
+
+    /// How much the prefix cache has saved so far.
+    #[must_use]
+    pub fn prefix_cache_stats(&self) -> PrefixCacheStats {
+        self.prefix.lock().map(|p| p.stats).unwrap_or_default()
+    }
+
     pub(crate) fn logprob_entry(&self, id: u32, logits: &[f32], top: usize) -> TokenLogprob {
         let lp = log_softmax(logits);
         let mut order: Vec<u32> = (0..lp.len() as u32).collect();
@@ -531,11 +570,8 @@ impl TextGenerator for LlamaGenerator {
         if !seq.wants_tokens() {
             return seq.finish(on_event);
         }
-        let mut cache = self.engine.new_cache();
         let t0 = Instant::now();
-        let mut logits = self
-            .engine
-            .last_logits(&seq.prompt_ids, &mut cache, &seq.mix)?;
+        let (mut cache, mut logits) = self.prefill(&seq)?;
         seq.prefilled(t0.elapsed().as_secs_f64());
         loop {
             if cancel.is_cancelled() {

@@ -37,6 +37,7 @@ pub(crate) struct Sequence<'a> {
     decode_started: Option<Instant>,
     /// Forward passes after the prefill.
     pub(crate) decode_steps: usize,
+    adapter_key: String,
 }
 
 impl<'a> Sequence<'a> {
@@ -88,7 +89,18 @@ impl<'a> Sequence<'a> {
             prefill_secs: 0.0,
             decode_started: None,
             decode_steps: 0,
+            adapter_key: request
+                .adapters
+                .iter()
+                .map(|a| format!("{}@{}", a.name, a.weight))
+                .collect::<Vec<_>>()
+                .join(","),
         })
+    }
+
+    /// The adapters of this sequence as a key (names and weights).
+    pub(crate) fn adapter_key(&self) -> String {
+        self.adapter_key.clone()
     }
 
     /// Whether the request asks for no token at all.

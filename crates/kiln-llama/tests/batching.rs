@@ -115,3 +115,44 @@ fn a_sequence_that_leaves_frees_its_slot() {
     assert!(batch.is_empty());
     assert!(batch.join(&requests()[1]).is_ok());
 }
+
+#[test]
+fn the_prefix_cache_reuses_a_shared_system_prompt_with_the_same_output() {
+    let system = "You are a helpful assistant for the Fernhollow Outfitters store. Answer briefly and politely, \
+                  and never invent order numbers or prices that you were not given.";
+    let ask = |q: &str| {
+        let mut r = GenerationRequest::text(format!("{system} Question: {q} Answer:"))
+            .with_sampling(SamplingParams::greedy())
+            .with_max_tokens(8);
+        r.stop.ignore_eos = true;
+        r
+    };
+    for engine in [EngineKind::Cpu, EngineKind::Burn] {
+        let cold = model(engine);
+        let first = cold.generate(&ask("When do you open?")).unwrap().token_ids;
+        let before = cold.prefix_cache_stats();
+        let second = cold.generate(&ask("Do you sell boots?")).unwrap().token_ids;
+        let after = cold.prefix_cache_stats();
+        assert_eq!(
+            after.hits,
+            before.hits + 1,
+            "{engine:?}: the second prompt reuses the first's prefix"
+        );
+        assert!(after.reused_tokens - before.reused_tokens >= 16);
+        // A fresh model (empty cache) gives the same tokens.
+        let fresh = model(engine);
+        assert_eq!(
+            fresh
+                .generate(&ask("Do you sell boots?"))
+                .unwrap()
+                .token_ids,
+            second,
+            "{engine:?}"
+        );
+        assert_eq!(
+            fresh.generate(&ask("When do you open?")).unwrap().token_ids,
+            first,
+            "{engine:?}"
+        );
+    }
+}

@@ -166,6 +166,19 @@ impl CpuCache {
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
+
+    /// A copy of the cached keys and values (without the work buffers), for reuse by another
+    /// sequence that starts with the same tokens.
+    #[must_use]
+    pub fn snapshot(&self) -> CpuCache {
+        CpuCache {
+            k: self.k.clone(),
+            v: self.v.clone(),
+            len: self.len,
+            max_len: self.max_len,
+            work: Work::default(),
+        }
+    }
 }
 
 fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
