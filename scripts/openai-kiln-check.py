@@ -23,7 +23,7 @@ def check(name, ok):
 
 
 models = sorted(m.id for m in client.models.list())
-check("models.list", models == ["clip", "smol"])
+check("models.list", models == ["clip", "llava", "smol"])
 
 r = client.chat.completions.create(
     model="smol",
@@ -67,6 +67,30 @@ v = [d.embedding for d in e.data]
 check("embeddings", len(v) == 2 and len(v[0]) == 64 and abs(math.sqrt(sum(x * x for x in v[0])) - 1) < 1e-3)
 e = client.embeddings.create(model="clip", input="a red shoe", encoding_format="float")
 check("embeddings float", all(abs(a - b) < 1e-5 for a, b in zip(e.data[0].embedding, v[0])))
+
+# An image part (a data URL) to the LLaVA model (a tiny random fixture: the answer is gibberish,
+# but it is an answer).
+import base64
+
+png = base64.b64encode(open(sys.argv[2], "rb").read()).decode()
+r = client.chat.completions.create(
+    model="llava",
+    messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+        {"type": "text", "text": "what is this"},
+    ]}],
+    max_tokens=8,
+    temperature=0,
+)
+check("chat with an image part", r.usage.completion_tokens > 0
+      and r.usage.prompt_tokens > 16 and isinstance(r.choices[0].message.content, str))
+try:
+    client.chat.completions.create(model="llava", max_tokens=4, messages=[{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "text", "text": "what is this"}]}])
+    check("remote image URL refused", False)
+except openai.BadRequestError as err:
+    check("remote image URL refused", err.status_code == 400)
 
 try:
     openai.OpenAI(base_url=base, api_key="sk-wrong", max_retries=0).models.list()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The official `openai` Python client against the real `kiln serve` binary on loopback (issue 6,
 # acceptance 1): SmolLM2-135M-Instruct (GGUF) for chat and completions, a small CLIP (made here with
-# `kiln clip train`, one step from fresh weights) for embeddings, with hashed API keys, roles and a rate
-# limit from a TOML config.
+# `kiln clip train`, one step from fresh weights) for embeddings, the tiny LLaVA fixture for chat with an
+# image part (issue 10), with hashed API keys, roles and a rate limit from a TOML config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ASSETS=$(bash scripts/fetch-assets.sh | tail -1)
@@ -40,6 +40,11 @@ name = "clip"
 kind = "clip"
 path = "$TMP/clip"
 
+[[models]]
+name = "llava"
+kind = "llava"
+path = "$(pwd)/tests/fixtures/llava/chat_tiny"
+
 [roles.full]
 models = ["*"]
 endpoints = ["*"]
@@ -72,6 +77,7 @@ for _ in $(seq 300); do
   kill -0 $SERVER 2>/dev/null || { cat "$TMP/serve.log"; exit 1; }
   sleep 0.2
 done
-python3 scripts/openai-kiln-check.py "http://127.0.0.1:$PORT/v1" || { tail -20 "$TMP/serve.log"; exit 1; }
+python3 scripts/openai-kiln-check.py "http://127.0.0.1:$PORT/v1" "$(pwd)/tests/fixtures/llava/chat_tiny/picture.png" \
+  || { tail -20 "$TMP/serve.log"; exit 1; }
 # No key and no unmasked secret in the server's log.
 if grep -q "sk-kiln-" "$TMP/serve.log"; then echo "a key appeared in the server log"; exit 1; fi

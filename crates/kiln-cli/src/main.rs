@@ -147,6 +147,10 @@ struct GenerateArgs {
     /// A system message (with --chat).
     #[arg(long)]
     system: Option<String>,
+    /// An image shown to a vision-language (LLaVA) model before the prompt (repeatable; implies
+    /// --chat).
+    #[arg(long)]
+    image: Vec<PathBuf>,
     #[command(flatten)]
     sampling: SamplingArgs,
     /// Print one JSON object (text, ids, finish reason, usage, timings) instead of streaming text.
@@ -198,14 +202,49 @@ fn load(args: &ModelArgs) -> Result<(LlamaGenerator, Vec<AdapterChoice>)> {
     Ok((model, choices))
 }
 
+/// Whether `path` is a LLaVA directory (`config.json` with `model_type` `llava`).
+fn is_llava(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v["model_type"] == "llava")
+}
+
+/// Loads a Llama model (with its adapters) or a LLaVA directory, as a text generator.
+fn load_any(args: &ModelArgs) -> Result<(Box<dyn TextGenerator>, Vec<AdapterChoice>)> {
+    if !is_llava(&args.model) {
+        let (m, a) = load(args)?;
+        return Ok((Box::new(m), a));
+    }
+    if !args.adapter.is_empty() {
+        bail!("--adapter is not supported for LLaVA models yet");
+    }
+    let device = args
+        .device
+        .parse::<kiln_backend::DeviceSpec>()
+        .context("selecting the device")?
+        .device()?;
+    let g = kiln_llava::LlavaGenerator::open(&args.model, &device)
+        .with_context(|| format!("loading LLaVA from {}", args.model.display()))?;
+    Ok((Box::new(g), Vec::new()))
+}
+
 fn generate(args: &GenerateArgs) -> Result<()> {
-    let (model, adapters) = load(&args.model)?;
-    let prompt = if args.chat {
+    let (model, adapters) = load_any(&args.model)?;
+    let prompt = if args.chat || !args.image.is_empty() {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
             messages.push(ChatMessage::system(s.clone()));
         }
-        messages.push(ChatMessage::user(args.prompt.clone()));
+        let mut user = ChatMessage::user(args.prompt.clone());
+        // Images first, then the question, as LLaVA's examples put them.
+        let images = args.image.iter().map(|p| kiln_core::ContentPart::Image {
+            source: kiln_core::ImageSource::Path {
+                path: p.display().to_string(),
+            },
+        });
+        user.content = images.chain(user.content).collect();
+        messages.push(user);
         Prompt::Chat(messages)
     } else {
         if args.system.is_some() {
@@ -279,13 +318,15 @@ fn score(args: &ScoreArgs) -> Result<()> {
 }
 
 fn chat(args: &ChatArgs) -> Result<()> {
-    let (model, adapters) = load(&args.model)?;
+    let (model, adapters) = load_any(&args.model)?;
+    let mut images: Vec<kiln_core::ContentPart> = Vec::new();
     let mut history: Vec<ChatMessage> = Vec::new();
     if let Some(s) = &args.system {
         history.push(ChatMessage::system(s.clone()));
     }
     eprintln!(
-        "kiln chat with {} ({} tokens of context). Empty line or Ctrl-D ends; /reset clears.",
+        "kiln chat with {} ({} tokens of context). Empty line or Ctrl-D ends; /reset clears; \
+         /image PATH shows an image with the next message (vision-language models).",
         model.model_name(),
         model.context_length()
     );
@@ -303,9 +344,21 @@ fn chat(args: &ChatArgs) -> Result<()> {
         }
         if input == "/reset" {
             history.retain(|m| m.role == kiln_core::Role::System);
+            images.clear();
             continue;
         }
-        history.push(ChatMessage::user(input));
+        if let Some(path) = input.strip_prefix("/image ") {
+            images.push(kiln_core::ContentPart::Image {
+                source: kiln_core::ImageSource::Path {
+                    path: path.trim().to_string(),
+                },
+            });
+            eprintln!("[image attached to your next message]");
+            continue;
+        }
+        let mut user = ChatMessage::user(input);
+        user.content = images.drain(..).chain(user.content).collect();
+        history.push(user);
         let mut request = GenerationRequest::chat(history.clone())
             .with_sampling(args.sampling.sampling())
             .with_stop(args.sampling.stop())

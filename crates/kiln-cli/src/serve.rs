@@ -143,6 +143,18 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
                     .with_context(|| format!("loading CLIP from {}", path.display()))?;
                 ModelHandle::embedder(Arc::new(clip))
             }
+            ModelKind::Llava => {
+                let device = args
+                    .device
+                    .parse::<kiln_backend::DeviceSpec>()
+                    .context("selecting the device")?
+                    .device()?;
+                let llava = Arc::new(
+                    kiln_llava::LlavaGenerator::open(path, &device)
+                        .with_context(|| format!("loading LLaVA from {}", path.display()))?,
+                );
+                ModelHandle::generator(llava)
+            }
         };
         handles.insert(m.name.clone(), handle);
     }

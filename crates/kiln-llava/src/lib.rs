@@ -15,9 +15,11 @@
 
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod model;
 pub mod train;
 
 pub use config::{FeatureSelect, LlavaConfig};
 pub use error::{Error, Result};
+pub use generate::LlavaGenerator;
 pub use model::{LlavaModel, Projector};

@@ -109,6 +109,8 @@ pub enum ModelKind {
     Llama,
     /// A CLIP model (HF directory): `/v1/embeddings` for texts and images.
     Clip,
+    /// A LLaVA model (HF directory): chat with `image_url` parts (`data:` URLs).
+    Llava,
 }
 
 /// Prices per 1000 tokens, in any currency (reported as `cost`).
