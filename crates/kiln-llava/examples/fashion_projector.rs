@@ -4,7 +4,11 @@
 //! test images. Reports the accuracy before and after training (docs/MULTIMODAL.md).
 //!
 //!     cargo run --release -p kiln-llava --example fashion_projector -- \
-//!         [clip=DIR] [llm=GGUF] [fashion=DIR] [train=2000] [test=500] [steps=250] [batch=8] [lr=2e-3] [out=DIR]
+//!         [clip=DIR] [llm=GGUF] [fashion=DIR] [train=2000] [test=500] [steps=250] [batch=8] [lr=2e-3]
+//!         [lora=R] [out=DIR]
+//!
+//! `lora=R` runs stage 2 instead: a rank-R LoRA adapter on SmolLM2's q/v projections trains along with
+//! the projector (saved to OUT/adapter in PEFT's format).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -125,7 +129,7 @@ fn main() -> Result<()> {
     );
 
     let accuracy = |p: &Projector| -> Result<f64> {
-        let picks = choose_first_token(p, language, image_token, &test_ex, &answers, 32)?;
+        let picks = choose_first_token(p, language, None, image_token, &test_ex, &answers, 32)?;
         Ok(picks
             .iter()
             .zip(&test)
@@ -146,6 +150,12 @@ fn main() -> Result<()> {
         max_steps: Some(steps),
         seed: 0,
         progress: true,
+        lora: match args.get("lora").and_then(|r| r.parse::<usize>().ok()) {
+            Some(r) => Some(serde_json::from_value(serde_json::json!({
+                "peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": ["q_proj", "v_proj"]
+            }))?),
+            None => None,
+        },
     };
     let (projector, report) = train_projector(
         projector,
@@ -155,9 +165,34 @@ fn main() -> Result<()> {
         &cfg,
         Some(&out),
     )?;
-    let after = accuracy(&projector)?;
+    let adapter = report.adapter.clone();
+    if let Some(a) = &adapter {
+        a.save(out.join("adapter"))?;
+    }
+    let picks = choose_first_token(
+        &projector,
+        language,
+        adapter.as_ref(),
+        image_token,
+        &test_ex,
+        &answers,
+        32,
+    )?;
+    let after = picks
+        .iter()
+        .zip(&test)
+        .filter(|(p, s)| **p == s.label)
+        .count() as f64
+        / test.len() as f64;
     let free_n = test_ex.len().min(100);
-    let greedy = greedy_answers(&projector, language, image_token, &test_ex[..free_n], 4)?;
+    let greedy = greedy_answers(
+        &projector,
+        language,
+        adapter.as_ref(),
+        image_token,
+        &test_ex[..free_n],
+        4,
+    )?;
     let mut named = 0;
     let mut shown = Vec::new();
     for (ids, s) in greedy.iter().zip(&test) {
@@ -175,6 +210,7 @@ fn main() -> Result<()> {
         "steps": report.steps,
         "batch": batch,
         "lr": lr,
+        "stage": if adapter.is_some() { "2 (projector + LoRA r on q/v)" } else { "1 (projector)" },
         "seconds": report.seconds,
         "first_loss": report.losses.first(),
         "last_loss": report.losses.last(),

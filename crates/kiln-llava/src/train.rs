@@ -1,8 +1,10 @@
-//! LLaVA's first training stage: the projector learns to map frozen vision features into a frozen
-//! language model's embedding space from image-caption pairs. The loss is the language model's
-//! cross-entropy on the caption (answer) tokens only; gradients flow back through the frozen
-//! decoder into the projector, which AdamW (burn's) updates. Vision features are computed once,
-//! before training, since the tower is frozen.
+//! LLaVA's training stages. Stage 1: the projector learns to map frozen vision features into a
+//! frozen language model's embedding space from image-caption pairs. Stage 2 (with
+//! [`ProjectorTrainConfig::lora`]): a kiln-lora adapter on the language model trains along with the
+//! projector (LLaVA fine-tunes the language model there; LoRA is the memory-light form). The loss is
+//! the language model's cross-entropy on the answer tokens only; gradients flow back through the
+//! decoder into the projector (burn's AdamW) and the LoRA factors (kiln-lora's AdamW). Vision
+//! features are computed once, before training, since the tower is frozen.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,7 +13,12 @@ use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kiln_llama::{KvCache, Llama, NoAdapter};
+use kiln_llama::kiln_lora::LoraAdapter;
+use kiln_llama::kiln_lora::train::{
+    AdamW as LoraAdamW, AdamWConfig as LoraAdamWConfig, StepFactors,
+};
+use kiln_llama::lora::linear_modules;
+use kiln_llama::{KvCache, LinearAdapter, Llama, NoAdapter, Site};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -47,6 +54,8 @@ pub struct ProjectorTrainConfig {
     pub seed: u64,
     /// Show a progress bar.
     pub progress: bool,
+    /// Stage 2: also train a LoRA adapter on the language model (PEFT's target rules).
+    pub lora: Option<kiln_llama::kiln_lora::LoraConfig>,
 }
 
 impl Default for ProjectorTrainConfig {
@@ -59,7 +68,17 @@ impl Default for ProjectorTrainConfig {
             max_steps: None,
             seed: 0,
             progress: true,
+            lora: None,
         }
+    }
+}
+
+/// Routes the decoder's linear maps to tracked LoRA factors by PEFT module key.
+struct Factors<'a>(&'a StepFactors);
+
+impl LinearAdapter for Factors<'_> {
+    fn adapt(&self, site: Site, x: &Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        self.0.apply(&site.key(), x, y)
     }
 }
 
@@ -72,6 +91,8 @@ pub struct ProjectorReport {
     pub losses: Vec<f32>,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// The stage-2 adapter on the language model, when one was trained.
+    pub adapter: Option<LoraAdapter>,
 }
 
 /// The token rows of a batch: image placeholders, prompt, answer, right-padded; labels at the
@@ -110,16 +131,22 @@ fn hidden(
     ids: &[u32],
     batch: usize,
     image_token: u32,
+    adapter: &dyn LinearAdapter,
 ) -> Result<Tensor<3>> {
     let tokens = language.ids_tensor(ids, batch);
     let x = splice(language.embed(tokens), projected, ids, image_token);
     let seq = ids.len() / batch;
     let mut cache = KvCache::new(language.config.num_hidden_layers, seq);
-    Ok(language.hidden_states_from_embeds(x, &mut cache, &NoAdapter)?)
+    Ok(language.hidden_states_from_embeds(x, &mut cache, adapter)?)
 }
 
 /// Mean cross-entropy over the labelled positions (position `i - 1` predicts token `i`).
-fn answer_loss(language: &Llama, h: Tensor<3>, labels: &[i64]) -> Result<Tensor<1>> {
+fn answer_loss(
+    language: &Llama,
+    h: Tensor<3>,
+    labels: &[i64],
+    adapter: &dyn LinearAdapter,
+) -> Result<Tensor<1>> {
     let [b, t, d] = h.dims();
     let device = h.device();
     let mut rows = Vec::new();
@@ -139,7 +166,7 @@ fn answer_loss(language: &Llama, h: Tensor<3>, labels: &[i64]) -> Result<Tensor<
     }
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
     let picked = h.reshape([b * t, d]).select(0, rows).reshape([1, n, d]);
-    let logits = language.logits(picked, &NoAdapter);
+    let logits = language.logits(picked, adapter);
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), &device);
     Ok(log_softmax(logits, 2)
         .gather(2, targets)
@@ -186,6 +213,31 @@ pub fn train_projector(
         m.min(per_epoch * config.epochs)
     });
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let mut lora = match &config.lora {
+        Some(cfg) => {
+            let adapter = LoraAdapter::init(
+                "llava",
+                cfg.clone(),
+                &linear_modules(&language.config),
+                config.seed,
+            )
+            .map_err(|e| Error::Input(format!("LoRA: {e}")))?;
+            let sizes: Vec<usize> = adapter
+                .modules
+                .values()
+                .flat_map(|w| [w.a.len(), w.b.len()])
+                .collect();
+            let opt = LoraAdamW::new(
+                LoraAdamWConfig {
+                    weight_decay: 0.0,
+                    ..LoraAdamWConfig::default()
+                },
+                &sizes,
+            );
+            Some((adapter, opt))
+        }
+        None => None,
+    };
     let bar = if config.progress {
         let b = indicatif::ProgressBar::new(total as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -216,8 +268,23 @@ pub fn train_projector(
                 .collect();
             let feats =
                 Tensor::<3>::from_data(TensorData::new(feats, [batch, per_image, vin]), &device);
-            let h = hidden(language, projector.forward(feats), &ids, batch, image_token)?;
-            let loss = answer_loss(language, h, &labels)?;
+            let factors = lora.as_ref().map(|(adapter, _)| {
+                let dropout = config.lora.as_ref().map_or(0.0, |c| c.lora_dropout as f32);
+                StepFactors::new(adapter, &device, dropout, config.seed ^ (step as u64 + 1))
+            });
+            let adapter: Box<dyn LinearAdapter> = match &factors {
+                Some(f) => Box::new(Factors(f)),
+                None => Box::new(NoAdapter),
+            };
+            let h = hidden(
+                language,
+                projector.forward(feats),
+                &ids,
+                batch,
+                image_token,
+                adapter.as_ref(),
+            )?;
+            let loss = answer_loss(language, h, &labels, adapter.as_ref())?;
             let value = loss
                 .clone()
                 .into_data()
@@ -230,12 +297,23 @@ pub fn train_projector(
                     step + 1
                 )));
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &projector);
-            projector = optim.step(
-                learning_rate(config.lr, step, config.warmup_steps, total),
-                projector,
-                grads,
-            );
+            let lr = learning_rate(config.lr, step, config.warmup_steps, total);
+            let grads = loss.backward();
+            if let (Some((adapter, opt)), Some(f)) = (lora.as_mut(), factors.as_ref()) {
+                let g = f
+                    .gradients(&grads)
+                    .map_err(|e| Error::Input(format!("LoRA gradients: {e}")))?;
+                let g: Vec<Vec<f32>> = g.into_values().flat_map(|(a, b)| [a, b]).collect();
+                let mut params: Vec<&mut [f32]> = adapter
+                    .modules
+                    .values_mut()
+                    .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
+                    .collect();
+                let views: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+                opt.step(lr, &mut params, &views);
+            }
+            let grads = GradientsParams::from_grads(grads, &projector);
+            projector = optim.step(lr, projector, grads);
             losses.push(value);
             bar.set_message(format!("loss {value:.4}"));
             bar.inc(1);
@@ -251,6 +329,7 @@ pub fn train_projector(
             steps: losses.len(),
             losses,
             seconds: started.elapsed().as_secs_f64(),
+            adapter: lora.map(|(a, _)| a),
         },
     ))
 }
@@ -293,11 +372,17 @@ fn write_curve(out: &Path, losses: &[f32]) -> Result<()> {
 pub fn choose_first_token(
     projector: &Projector,
     language: &Llama,
+    lora: Option<&LoraAdapter>,
     image_token: u32,
     examples: &[CaptionExample],
     candidates: &[Vec<u32>],
     batch: usize,
 ) -> Result<Vec<usize>> {
+    let frozen = lora.map(|a| StepFactors::frozen(a, language.device()));
+    let adapter: Box<dyn LinearAdapter> = match &frozen {
+        Some(f) => Box::new(Factors(f)),
+        None => Box::new(NoAdapter),
+    };
     let firsts: Vec<u32> = candidates
         .iter()
         .map(|c| {
@@ -339,9 +424,9 @@ pub fn choose_first_token(
             &inner,
         ));
         let projected = Tensor::<3>::from_data(projected.into_data(), &device);
-        let h = hidden(language, projected, &ids, b, image_token)?;
+        let h = hidden(language, projected, &ids, b, image_token, adapter.as_ref())?;
         let d = h.dims()[2];
-        let logits = language.logits(h, &NoAdapter);
+        let logits = language.logits(h, adapter.as_ref());
         let v = logits.dims()[2];
         let values = logits
             .reshape([b * seq, v])
@@ -371,10 +456,16 @@ pub fn choose_first_token(
 pub fn greedy_answers(
     projector: &Projector,
     language: &Llama,
+    lora: Option<&LoraAdapter>,
     image_token: u32,
     examples: &[CaptionExample],
     max_new: usize,
 ) -> Result<Vec<Vec<u32>>> {
+    let frozen = lora.map(|a| StepFactors::frozen(a, language.device()));
+    let adapter: Box<dyn LinearAdapter> = match &frozen {
+        Some(f) => Box::new(Factors(f)),
+        None => Box::new(NoAdapter),
+    };
     let device: Device = language.device().clone();
     let plain = projector.valid();
     let [vin, _] = plain.linear_1.weight.val().dims();
@@ -397,11 +488,11 @@ pub fn greedy_answers(
             &ids,
             image_token,
         );
-        let mut h = language.hidden_states_from_embeds(x, &mut cache, &NoAdapter)?;
+        let mut h = language.hidden_states_from_embeds(x, &mut cache, adapter.as_ref())?;
         let mut answer = Vec::new();
         for _ in 0..max_new {
             let [_, t, d] = h.dims();
-            let logits = language.logits(h.slice([0..1, t - 1..t, 0..d]), &NoAdapter);
+            let logits = language.logits(h.slice([0..1, t - 1..t, 0..d]), adapter.as_ref());
             let next = logits
                 .argmax(2)
                 .into_data()
@@ -414,7 +505,7 @@ pub fn greedy_answers(
             }
             answer.push(next);
             let x = language.embed(language.ids_tensor(&[next], 1));
-            h = language.hidden_states_from_embeds(x, &mut cache, &NoAdapter)?;
+            h = language.hidden_states_from_embeds(x, &mut cache, adapter.as_ref())?;
         }
         out.push(answer);
     }
