@@ -15,7 +15,6 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_core::plot::{LossPoint, loss_png};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -175,17 +174,12 @@ pub fn train_contrastive(
             let adapter =
                 LoraAdapter::init("clip", cfg.clone(), &model.linear_modules(), config.seed)
                     .map_err(|e| ClipError::Train(format!("LoRA: {e}")))?;
-            let sizes: Vec<usize> = adapter
-                .modules
-                .values()
-                .flat_map(|w| [w.a.len(), w.b.len()])
-                .collect();
             let optim = LoraAdamW::new(
                 LoraAdamWConfig {
                     weight_decay: config.weight_decay,
                     ..LoraAdamWConfig::default()
                 },
-                &sizes,
+                &adapter.factor_sizes(),
             );
             Some((adapter, optim))
         }
@@ -261,14 +255,7 @@ pub fn train_contrastive(
                     let g = f
                         .gradients(&loss.backward())
                         .map_err(|e| ClipError::Train(format!("LoRA gradients: {e}")))?;
-                    let grads: Vec<Vec<f32>> = g.into_values().flat_map(|(a, b)| [a, b]).collect();
-                    let mut params: Vec<&mut [f32]> = adapter
-                        .modules
-                        .values_mut()
-                        .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
-                        .collect();
-                    let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
-                    lopt.step(lr, &mut params, &views);
+                    lopt.step_adapter(lr, adapter, g);
                 }
                 _ => {
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -286,7 +273,7 @@ pub fn train_contrastive(
     let seconds = started.elapsed().as_secs_f64();
     let mut model = model.valid().to_device(&device);
     if let Some(out) = out {
-        write_curve(out, &losses)?;
+        kiln_core::plot::write_loss_files(out, &losses).map_err(|e| ClipError::io(out, e))?;
     }
     let adapter = match lora {
         Some((adapter, _)) => {
@@ -308,32 +295,6 @@ pub fn train_contrastive(
         adapter,
     };
     Ok((Clip::new(model, cfg, tokenizer, pp, name)?, report))
-}
-
-/// `loss.csv` and `loss.png` in `out`.
-fn write_curve(out: &Path, losses: &[f32]) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| ClipError::io(out, e))?;
-    let mut csv = String::from("step,loss\n");
-    for (i, l) in losses.iter().enumerate() {
-        csv.push_str(&format!("{},{l:.6}\n", i + 1));
-    }
-    let points: Vec<LossPoint> = losses
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| LossPoint {
-            step: i + 1,
-            loss: f64::from(l),
-            eval_loss: None,
-        })
-        .collect();
-    for (name, bytes) in [
-        ("loss.csv", csv.into_bytes()),
-        ("loss.png", loss_png(&points)),
-    ] {
-        let p = out.join(name);
-        kiln_core::fs::write_atomic(&p, &bytes).map_err(|e| ClipError::io(&p, e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -90,6 +90,30 @@ pub fn loss_png(log: &[LossPoint]) -> Vec<u8> {
     bytes
 }
 
+/// Writes `loss.csv` (`step,loss`) and `loss.png` of per-step losses into `dir` (created if
+/// needed), each file atomically.
+///
+/// # Errors
+/// The I/O error of creating the directory or writing a file.
+pub fn write_loss_files(dir: &std::path::Path, losses: &[f32]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut csv = String::from("step,loss\n");
+    for (i, l) in losses.iter().enumerate() {
+        csv.push_str(&format!("{},{l:.6}\n", i + 1));
+    }
+    let points: Vec<LossPoint> = losses
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| LossPoint {
+            step: i + 1,
+            loss: f64::from(l),
+            eval_loss: None,
+        })
+        .collect();
+    crate::fs::write_atomic(&dir.join("loss.csv"), csv.as_bytes())?;
+    crate::fs::write_atomic(&dir.join("loss.png"), &loss_png(&points))
+}
+
 fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
     if x >= 0 && y >= 0 && x < i64::from(W) && y < i64::from(H) {
         img.put_pixel(x as u32, y as u32, c);

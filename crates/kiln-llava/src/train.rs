@@ -25,6 +25,7 @@ use rand::seq::SliceRandom;
 
 use crate::model::{Projector, splice};
 use crate::{Error, Result};
+use kiln_clip::train::learning_rate;
 
 /// One training pair: frozen vision features, the text before the answer, and the answer.
 #[derive(Debug, Clone)]
@@ -175,14 +176,6 @@ fn answer_loss(
         .div_scalar(n as f32))
 }
 
-fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
-    }
-    let t = (step - warmup) as f64 / total.saturating_sub(warmup).max(1) as f64;
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
-}
-
 /// Trains `projector` (on an autodiff device, as is `language`, whose weights stay constant) on
 /// `examples`; writes `loss.csv` and `loss.png` to `out` when given.
 ///
@@ -222,17 +215,12 @@ pub fn train_projector(
                 config.seed,
             )
             .map_err(|e| Error::Input(format!("LoRA: {e}")))?;
-            let sizes: Vec<usize> = adapter
-                .modules
-                .values()
-                .flat_map(|w| [w.a.len(), w.b.len()])
-                .collect();
             let opt = LoraAdamW::new(
                 LoraAdamWConfig {
                     weight_decay: 0.0,
                     ..LoraAdamWConfig::default()
                 },
-                &sizes,
+                &adapter.factor_sizes(),
             );
             Some((adapter, opt))
         }
@@ -303,14 +291,7 @@ pub fn train_projector(
                 let g = f
                     .gradients(&grads)
                     .map_err(|e| Error::Input(format!("LoRA gradients: {e}")))?;
-                let g: Vec<Vec<f32>> = g.into_values().flat_map(|(a, b)| [a, b]).collect();
-                let mut params: Vec<&mut [f32]> = adapter
-                    .modules
-                    .values_mut()
-                    .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
-                    .collect();
-                let views: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
-                opt.step(lr, &mut params, &views);
+                opt.step_adapter(lr, adapter, g);
             }
             let grads = GradientsParams::from_grads(grads, &projector);
             projector = optim.step(lr, projector, grads);
@@ -321,7 +302,10 @@ pub fn train_projector(
     }
     bar.finish_and_clear();
     if let Some(out) = out {
-        write_curve(out, &losses)?;
+        kiln_core::plot::write_loss_files(out, &losses).map_err(|source| Error::Io {
+            path: out.display().to_string(),
+            source,
+        })?;
     }
     Ok((
         projector,
@@ -332,35 +316,6 @@ pub fn train_projector(
             adapter: lora.map(|(a, _)| a),
         },
     ))
-}
-
-fn write_curve(out: &Path, losses: &[f32]) -> Result<()> {
-    let io = |p: &Path, e: std::io::Error| Error::Io {
-        path: p.display().to_string(),
-        source: e,
-    };
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let mut csv = String::from("step,loss\n");
-    for (i, l) in losses.iter().enumerate() {
-        csv.push_str(&format!("{},{l:.6}\n", i + 1));
-    }
-    let points: Vec<kiln_core::plot::LossPoint> = losses
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| kiln_core::plot::LossPoint {
-            step: i + 1,
-            loss: f64::from(l),
-            eval_loss: None,
-        })
-        .collect();
-    for (name, bytes) in [
-        ("loss.csv", csv.into_bytes()),
-        ("loss.png", kiln_core::plot::loss_png(&points)),
-    ] {
-        let p = out.join(name);
-        kiln_core::fs::write_atomic(&p, &bytes).map_err(|e| io(&p, e))?;
-    }
-    Ok(())
 }
 
 /// For each example (its `answer` ignored), which of `candidates` the model puts first at the

@@ -111,6 +111,24 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
+    /// The length of every factor, in module order, `A` then `B` (the sizes an optimizer state
+    /// over this adapter needs).
+    #[must_use]
+    pub fn factor_sizes(&self) -> Vec<usize> {
+        self.modules
+            .values()
+            .flat_map(|w| [w.a.len(), w.b.len()])
+            .collect()
+    }
+
+    /// Every factor, mutable, in the order of [`Self::factor_sizes`].
+    pub fn factors_mut(&mut self) -> Vec<&mut [f32]> {
+        self.modules
+            .values_mut()
+            .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
+            .collect()
+    }
+
     /// Fresh factors for every module of `modules` the config targets, initialised as PEFT does:
     /// `A` Kaiming-uniform (bound `1/sqrt(in)`) or gaussian (`std = 1/r`), `B` zero; with
     /// `init_lora_weights = false`, `B` is random too (an adapter that changes the output, for

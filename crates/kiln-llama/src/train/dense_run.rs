@@ -11,14 +11,11 @@ use std::path::Path;
 use kiln_backend::safetensors::SafetensorsFiles;
 use kiln_lora::train::{AdamW, clip_grad_norm, learning_rate};
 use kiln_lora::write_atomic;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
-use super::trainer::{add_into, progress_bar, scalar, write_curve};
+use super::trainer::{StepBatches, add_into, progress_bar, scalar, write_curve};
 use super::{Batch, DenseParams, Example, LogEntry, TrainConfig, TrainReport, Trainer};
 use super::{loss_sum_with, teacher_logits};
 use crate::lora::NoAdapter;
@@ -179,8 +176,7 @@ impl Trainer<'_> {
         let device = llama.device().clone();
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let mut params = DenseParams::select(llama, c.method)?;
-        let micro_per_epoch = train.len().div_ceil(c.batch_size);
-        let steps_per_epoch = micro_per_epoch.div_ceil(c.grad_accum);
+        let steps_per_epoch = StepBatches::new(train, c, 0).steps_per_epoch();
         let total = c
             .max_steps
             .unwrap_or(usize::MAX)
@@ -208,33 +204,11 @@ impl Trainer<'_> {
         };
         let bar = progress_bar(c.progress, total, state.step);
         let (mut train_secs, mut tokens) = (0f64, 0usize);
-        let order = |epoch: usize| {
-            let mut idx: Vec<usize> = (0..train.len()).collect();
-            idx.shuffle(&mut StdRng::seed_from_u64(
-                c.seed ^ ((epoch as u64 + 1) * 0x9E37_79B9),
-            ));
-            idx
-        };
-        let mut shuffled: Option<(usize, Vec<usize>)> = None;
+        let mut batches = StepBatches::new(train, c, self.pad_id());
         while state.step < total {
             let step = state.step;
             let started = std::time::Instant::now();
-            let epoch = step / steps_per_epoch;
-            if shuffled.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                shuffled = Some((epoch, order(epoch)));
-            }
-            let idx = shuffled.as_ref().map_or(&[][..], |(_, i)| i.as_slice());
-            let first = (step % steps_per_epoch) * c.grad_accum;
-            let micros: Vec<Batch> = (first..(first + c.grad_accum).min(micro_per_epoch))
-                .map(|m| {
-                    let chunk: Vec<&Example> = idx
-                        [m * c.batch_size..((m + 1) * c.batch_size).min(train.len())]
-                        .iter()
-                        .map(|&i| &train[i])
-                        .collect();
-                    Batch::pad(&chunk, self.pad_id())
-                })
-                .collect();
+            let micros = batches.for_step(step);
             let count: usize = micros.iter().map(Batch::label_tokens).sum();
             let mut grads: Vec<Vec<f32>> =
                 params.values.iter().map(|v| vec![0f32; v.len()]).collect();

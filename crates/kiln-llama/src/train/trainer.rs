@@ -326,8 +326,7 @@ impl<'a> Trainer<'a> {
         }
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let modules = linear_modules(&llama.config);
-        let micro_per_epoch = train.len().div_ceil(c.batch_size);
-        let steps_per_epoch = micro_per_epoch.div_ceil(c.grad_accum);
+        let steps_per_epoch = StepBatches::new(train, c, 0).steps_per_epoch();
         let total = c
             .max_steps
             .unwrap_or(usize::MAX)
@@ -350,11 +349,7 @@ impl<'a> Trainer<'a> {
             None => {
                 let mut adapter = LoraAdapter::init("adapter", c.lora.clone(), &modules, c.seed)?;
                 adapter.config.base_model_name_or_path = Some(self.model.model_name().into());
-                let sizes: Vec<usize> = adapter
-                    .modules
-                    .values()
-                    .flat_map(|w| [w.a.len(), w.b.len()])
-                    .collect();
+                let sizes = adapter.factor_sizes();
                 let initial_eval_loss = match eval {
                     Some(e) => Some(self.evaluate(&adapter, e)?),
                     None => None,
@@ -375,34 +370,11 @@ impl<'a> Trainer<'a> {
         let mut tokens = 0usize;
         // The order of micro-batches is a pure function of the seed, so a resumed run continues
         // exactly where the killed one stopped.
-        let order = |epoch: usize| {
-            let mut idx: Vec<usize> = (0..train.len()).collect();
-            idx.shuffle(&mut StdRng::seed_from_u64(
-                c.seed ^ ((epoch as u64 + 1) * 0x9E37_79B9),
-            ));
-            idx
-        };
-        let mut shuffled: Option<(usize, Vec<usize>)> = None;
+        let mut batches = StepBatches::new(train, c, self.pad_id());
         while state.step < total {
             let step = state.step;
             let step_start = std::time::Instant::now();
-            let epoch = step / steps_per_epoch;
-            if shuffled.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                shuffled = Some((epoch, order(epoch)));
-            }
-            let idx = shuffled.as_ref().map_or(&[][..], |(_, i)| i.as_slice());
-            let first_micro = (step % steps_per_epoch) * c.grad_accum;
-            let micros: Vec<Batch> = (first_micro
-                ..(first_micro + c.grad_accum).min(micro_per_epoch))
-                .map(|m| {
-                    let chunk: Vec<&Example> = idx
-                        [m * c.batch_size..((m + 1) * c.batch_size).min(train.len())]
-                        .iter()
-                        .map(|&i| &train[i])
-                        .collect();
-                    Batch::pad(&chunk, self.pad_id())
-                })
-                .collect();
+            let micros = batches.for_step(step);
             let count: usize = micros.iter().map(Batch::label_tokens).sum();
             let mut grads = zeros_like(&adapter);
             let mut loss_total = 0f64;
@@ -441,11 +413,7 @@ impl<'a> Trainer<'a> {
             }
             let lr = learning_rate(c.lr, step, c.warmup_steps, total, c.schedule);
             {
-                let mut params: Vec<&mut [f32]> = adapter
-                    .modules
-                    .values_mut()
-                    .flat_map(|w| [w.a.as_mut_slice(), w.b.as_mut_slice()])
-                    .collect();
+                let mut params = adapter.factors_mut();
                 let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
                 state.optimizer.step(lr, &mut params, &views);
             }
@@ -504,6 +472,67 @@ impl<'a> Trainer<'a> {
             resumed_from: resumed,
             dp_epsilon: self.epsilon(state.step, train.len())?,
         })
+    }
+}
+
+/// The micro-batches of every optimizer step: the examples shuffled once per epoch by a pure
+/// function of the seed, so a resumed run continues exactly where a killed one stopped.
+pub(super) struct StepBatches<'t> {
+    train: &'t [Example],
+    seed: u64,
+    batch_size: usize,
+    grad_accum: usize,
+    pad: u32,
+    shuffled: Option<(usize, Vec<usize>)>,
+}
+
+impl<'t> StepBatches<'t> {
+    pub(super) fn new(train: &'t [Example], c: &TrainConfig, pad: u32) -> Self {
+        Self {
+            train,
+            seed: c.seed,
+            batch_size: c.batch_size,
+            grad_accum: c.grad_accum,
+            pad,
+            shuffled: None,
+        }
+    }
+
+    /// Micro-batches per epoch.
+    pub(super) fn micro_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch_size)
+    }
+
+    /// Optimizer steps per epoch.
+    pub(super) fn steps_per_epoch(&self) -> usize {
+        self.micro_per_epoch().div_ceil(self.grad_accum)
+    }
+
+    /// The micro-batches of optimizer step `step` (0-based).
+    pub(super) fn for_step(&mut self, step: usize) -> Vec<Batch> {
+        let epoch = step / self.steps_per_epoch();
+        if self.shuffled.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut idx: Vec<usize> = (0..self.train.len()).collect();
+            idx.shuffle(&mut StdRng::seed_from_u64(
+                self.seed ^ ((epoch as u64 + 1) * 0x9E37_79B9),
+            ));
+            self.shuffled = Some((epoch, idx));
+        }
+        let idx = self
+            .shuffled
+            .as_ref()
+            .map_or(&[][..], |(_, i)| i.as_slice());
+        let first = (step % self.steps_per_epoch()) * self.grad_accum;
+        (first..(first + self.grad_accum).min(self.micro_per_epoch()))
+            .map(|m| {
+                let chunk: Vec<&Example> = idx
+                    [m * self.batch_size..((m + 1) * self.batch_size).min(self.train.len())]
+                    .iter()
+                    .map(|&i| &self.train[i])
+                    .collect();
+                Batch::pad(&chunk, self.pad)
+            })
+            .collect()
     }
 }
 

@@ -53,6 +53,22 @@ impl AdamW {
         }
     }
 
+    /// One step on every factor of `adapter` with the gradients of one backward pass (as
+    /// [`StepFactors::gradients`](crate::train::StepFactors::gradients) returns them).
+    ///
+    /// # Panics
+    /// When the state was made for other factor sizes (a programming error).
+    pub fn step_adapter(
+        &mut self,
+        lr: f64,
+        adapter: &mut crate::LoraAdapter,
+        grads: crate::train::FactorGrads,
+    ) {
+        let grads: Vec<Vec<f32>> = grads.into_values().flat_map(|(a, b)| [a, b]).collect();
+        let views: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+        self.step(lr, &mut adapter.factors_mut(), &views);
+    }
+
     /// The first and second moment estimates, one vector per parameter (for checkpoints that
     /// store them outside JSON).
     #[must_use]
