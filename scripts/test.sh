@@ -15,3 +15,6 @@ cargo test -p kiln --features prompt --release --test react_weather
 bash scripts/serve-openai-check.sh
 # ... and against the real `kiln serve` binary: SmolLM2 chat/completions, CLIP embeddings, keys, roles, limits.
 bash scripts/serve-kiln-check.sh
+# The retail assistant (issue 7): the real server with SmolLM2 and CLIP, the openai client, headless
+# Chromium on the web chat, log scans for personal data, and the scripted evaluation without leaks.
+bash scripts/retail-check.sh

@@ -18,6 +18,7 @@ use kiln_llama::LlamaGenerator;
 
 mod clip;
 mod prompting;
+mod retail;
 mod serve;
 mod tune;
 
@@ -59,6 +60,9 @@ enum Command {
     Clip(clip::ClipCommand),
     /// Serve models over an OpenAI-compatible HTTP API (docs/SERVING.md).
     Serve(serve::ServeArgs),
+    /// The retail customer-service assistant: demo, serve (web chat), eval (docs/RETAIL.md).
+    #[command(subcommand)]
+    Retail(retail::RetailCommand),
 }
 
 /// The model to load and the adapters to apply.
@@ -399,6 +403,7 @@ fn main() -> std::process::ExitCode {
         Command::EvalPrompts(a) => prompting::eval_prompts(a),
         Command::Clip(c) => clip::run(c),
         Command::Serve(a) => serve::serve(a),
+        Command::Retail(c) => retail::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

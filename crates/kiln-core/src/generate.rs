@@ -149,6 +149,11 @@ pub struct GenerationRequest {
     /// The form the output must take (see [`ResponseFormat`]); plain text by default.
     #[serde(default)]
     pub response_format: ResponseFormat,
+    /// Who the request is made for, as the server authenticated them (an API key's configured
+    /// name), never taken from a request body; `None` outside a server. Generators that act on a
+    /// user's behalf (kiln-retail's assistant reads only the caller's own orders) authorize with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 /// An adapter chosen for one request, by the name it was registered under, with a weight
@@ -188,7 +193,14 @@ impl GenerationRequest {
             logprobs: None,
             adapters: Vec::new(),
             response_format: ResponseFormat::Text,
+            caller: None,
         }
+    }
+    /// Sets the authenticated caller (see [`GenerationRequest::caller`]).
+    #[must_use]
+    pub fn with_caller(mut self, caller: impl Into<String>) -> Self {
+        self.caller = Some(caller.into());
+        self
     }
     /// Sets the sampling parameters.
     #[must_use]

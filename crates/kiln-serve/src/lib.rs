@@ -95,6 +95,20 @@ pub fn init_logging() {
 /// An invalid configuration, a model missing for a configured name, or a socket that cannot be
 /// bound.
 pub async fn serve(config: ServeConfig, models: BTreeMap<String, ModelHandle>) -> Result<()> {
+    serve_with(config, models, |_| axum::Router::new()).await
+}
+
+/// Like [`serve`], with more routes next to [`app`]'s: `extra` gets the state (for
+/// [`AppState::authenticate`]) and returns a router that is merged in (kiln-retail adds its web
+/// chat page and feedback endpoint this way).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with(
+    config: ServeConfig,
+    models: BTreeMap<String, ModelHandle>,
+    extra: impl FnOnce(&AppState) -> axum::Router,
+) -> Result<()> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let state = AppState::new(config, models)?;
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -103,7 +117,8 @@ pub async fn serve(config: ServeConfig, models: BTreeMap<String, ModelHandle>) -
             path: addr.clone(),
             source,
         })?;
-    serve_on(listener, state, shutdown_signal()).await
+    let router = app(state.clone()).merge(extra(&state));
+    serve_router(listener, state, router, shutdown_signal()).await
 }
 
 /// Serves `state` on a bound listener until `shutdown` completes, then drains.
@@ -113,6 +128,20 @@ pub async fn serve(config: ServeConfig, models: BTreeMap<String, ModelHandle>) -
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_router(listener, state.clone(), app(state), shutdown).await
+}
+
+/// Serves `router` (built from [`app`] and more routes over `state`) until `shutdown`
+/// completes, then drains `state`'s in-flight requests.
+///
+/// # Errors
+/// A failure of the listener.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     if !state.0.keys.enabled() {
@@ -130,7 +159,7 @@ pub async fn serve_on(
     let drain_state = state.clone();
     let grace = Duration::from_secs(state.config().server.shutdown_grace_secs);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         shutdown.await;
         drain_state.close();
         tracing::info!("shutting down: draining in-flight requests");

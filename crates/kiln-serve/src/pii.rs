@@ -20,15 +20,19 @@ pub enum PiiKind {
     CnId,
     /// A bank card number that passes the Luhn check.
     BankCard,
+    /// A US social security number written `AAA-GG-SSSS` (area not 000, 666 or 9xx; group and
+    /// serial not zero).
+    UsSsn,
 }
 
 impl PiiKind {
     /// Every kind.
-    pub const ALL: [PiiKind; 4] = [
+    pub const ALL: [PiiKind; 5] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::CnId,
         PiiKind::BankCard,
+        PiiKind::UsSsn,
     ];
 
     /// The name used in the configuration and metrics.
@@ -39,6 +43,7 @@ impl PiiKind {
             PiiKind::Phone => "phone",
             PiiKind::CnId => "cn_id",
             PiiKind::BankCard => "bank_card",
+            PiiKind::UsSsn => "us_ssn",
         }
     }
 
@@ -54,6 +59,7 @@ impl PiiKind {
             PiiKind::Phone => "PHONE",
             PiiKind::CnId => "CN_ID",
             PiiKind::BankCard => "BANK_CARD",
+            PiiKind::UsSsn => "SSN",
         }
     }
 }
@@ -67,11 +73,17 @@ static DIGITS: LazyLock<Option<Regex>> =
 /// Card numbers written in groups of four.
 static GROUPED_CARD: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?").ok());
-/// Phone numbers with separators: `+1 (555) 123-4567`, `555-123-4567`, `+44 20 7946 0958`.
+/// Phone numbers with separators: `+1 (555) 123-4567`, `555-123-4567`, `+44 20 7946 0958`, and
+/// a local number after a country code, `+1-555-0187`.
 static PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{2,4}\)|[0-9]{2,4})[ .-][0-9]{3,4}[ .-][0-9]{4}")
-        .ok()
+    Regex::new(
+        r"(?:\+[0-9]{1,3}[ .-]?)?(?:\([0-9]{2,4}\)|[0-9]{2,4})[ .-][0-9]{3,4}[ .-][0-9]{4}|\+[0-9]{1,3}[ .-]?[0-9]{3}[ .-][0-9]{4}",
+    )
+    .ok()
 });
+/// US social security numbers.
+static SSN: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\b([0-9]{3})-([0-9]{2})-([0-9]{4})\b").ok());
 
 /// Whether `digits` passes the Luhn check.
 #[must_use]
@@ -203,6 +215,21 @@ pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<Span> {
             }
             if let Some(kind) = classify_digits(m.as_str()) {
                 add(m.range(), kind, &mut spans);
+            }
+        }
+    }
+    if let Some(re) = SSN.as_ref() {
+        for c in re.captures_iter(text) {
+            let (area, group, serial) = (&c[1], &c[2], &c[3]);
+            let whole = c.get(0).map_or(0..0, |m| m.range());
+            if area != "000"
+                && area != "666"
+                && !area.starts_with('9')
+                && group != "00"
+                && serial != "0000"
+                && !continues_digits(text, whole.clone())
+            {
+                add(whole, PiiKind::UsSsn, &mut spans);
             }
         }
     }
@@ -365,6 +392,14 @@ mod tests {
         assert_eq!(mask("card 4111 1111 1111 1111."), "card [BANK_CARD_1].");
         assert_eq!(mask("card 4111111111111111"), "card [BANK_CARD_1]");
         assert_eq!(mask("call +1 (555) 123-4567"), "call [PHONE_1]");
+        assert_eq!(
+            mask("at +1-555-0187 or 555-867-5309."),
+            "at [PHONE_1] or [PHONE_2]."
+        );
+        assert_eq!(mask("SSN 123-45-6789, ok"), "SSN [SSN_1], ok");
+        // Not an SSN: impossible area, or part of a longer number.
+        assert_eq!(mask("ref 900-12-3456"), "ref 900-12-3456");
+        assert_eq!(mask("KO-123-45-6789-1"), "KO-123-45-6789-1");
         assert_eq!(
             mask("a@x.io b@y.io a@x.io"),
             "[EMAIL_1] [EMAIL_2] [EMAIL_1]"

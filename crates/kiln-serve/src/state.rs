@@ -242,6 +242,15 @@ impl AppState {
         Self::new(ServeConfig::single_model(name), handles)
     }
 
+    /// Authenticates a request's `Authorization` header (for routes an embedding application adds
+    /// next to [`crate::app`]'s, such as kiln-retail's feedback).
+    ///
+    /// # Errors
+    /// [`ServeError::Unauthorized`] for a missing or unknown key.
+    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<crate::auth::Principal> {
+        self.0.keys.authenticate(headers)
+    }
+
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &ServeConfig {

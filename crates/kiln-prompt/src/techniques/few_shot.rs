@@ -1,6 +1,6 @@
 //! Few-shot prompting with fixed examples or examples chosen per query by embedding similarity.
 
-use kiln_core::{Embedder, Embedding, EmbeddingInput, TextGenerator};
+use kiln_core::{ChatMessage, Embedder, Embedding, EmbeddingInput, TextGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::{Completion, GenerateOptions, complete};
@@ -161,6 +161,24 @@ impl FewShot {
         out
     }
 
+    /// The prompt for `query` as a conversation: the instruction as the system message, each
+    /// example as a user turn answered by an assistant turn, then the query. Instruction-tuned
+    /// models follow this form better than a single block of text, and a constrained answer (a
+    /// JSON schema) starts cleanly at the opening of the assistant's turn.
+    #[must_use]
+    pub fn messages(&self, query: &str, examples: &[&Example]) -> Vec<ChatMessage> {
+        let mut out = Vec::with_capacity(2 * examples.len() + 2);
+        if !self.instruction.is_empty() {
+            out.push(ChatMessage::system(self.instruction.clone()));
+        }
+        for e in examples {
+            out.push(ChatMessage::user(e.input.clone()));
+            out.push(ChatMessage::assistant(e.output.clone()));
+        }
+        out.push(ChatMessage::user(query));
+        out
+    }
+
     fn stop(&self) -> Vec<String> {
         vec![format!("\n{}", self.input_prefix)]
     }
@@ -221,5 +239,39 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
         0.0
     } else {
         dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod chat_form_tests {
+    use super::*;
+    use kiln_core::Role;
+
+    #[test]
+    fn messages_put_examples_in_turns() {
+        let f = FewShot::new(
+            "Label it.",
+            vec![
+                Example::new("hi", "greeting"),
+                Example::new("where?", "track"),
+            ],
+        );
+        let examples: Vec<&Example> = f.examples().iter().collect();
+        let m = f.messages("hello", &examples);
+        let roles: Vec<Role> = m.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(m[2].text_content(), "greeting");
+        assert_eq!(m[5].text_content(), "hello");
+        assert_eq!(FewShot::new("", vec![]).messages("q", &[]).len(), 1);
     }
 }

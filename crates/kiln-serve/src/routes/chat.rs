@@ -79,6 +79,7 @@ pub(super) async fn handler(
         logprobs,
         adapters: Vec::new(),
         response_format: req.response_format.clone().unwrap_or_default(),
+        caller: Some(principal.name.clone()),
     };
     generate::admit(
         &state,

@@ -65,6 +65,7 @@ pub(super) async fn handler(
         logprobs,
         adapters: Vec::new(),
         response_format: kiln_core::ResponseFormat::Text,
+        caller: Some(principal.name.clone()),
     };
     generate::admit(
         &state,
