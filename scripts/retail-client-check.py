@@ -100,6 +100,11 @@ check("feedback needs a key", status == 401, (status, body))
 status, body = post("/v1/chat/completions", b'{"model": "retail-assistant", "messages": 7}')
 check("bad chat body is a 400", status == 400 and "error" in body, (status, body))
 
+metrics = urllib.request.urlopen(root + "/metrics").read().decode()
+check("turns and feedback in /metrics",
+      'event="retail_turn",intent="policy_question",outcome="answered"' in metrics
+      and 'event="retail_feedback",rating="up"' in metrics, metrics[:300])
+
 page = urllib.request.urlopen(root + "/chat").read().decode()
 check("chat page served", "<html" in page.lower() and 'id="send"' in page)
 print("retail client checks passed")

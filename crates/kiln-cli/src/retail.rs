@@ -459,19 +459,12 @@ fn export_train(args: &ExportTrainArgs) -> Result<()> {
         // The ReAct Action for order messages that name an order: the tool of the intent.
         let ids = kiln_retail::tools::order_ids_in(&e.text);
         if intent.is_order() && !ids.is_empty() {
-            let request = kiln_retail::assistant::tool_call_request(&e.text, intent, &ids);
+            let request = kiln_retail::assistant::tool_call_request(&e.text, intent, &ids, &[]);
             let kiln_core::Prompt::Chat(messages) = &request.prompt else {
                 bail!("the tool-call prompt is not a chat");
             };
-            let tool = match intent {
-                Intent::TrackShipment => "track_shipment",
-                Intent::ReturnRequest => "start_return",
-                _ => "lookup_order",
-            };
-            let answer = serde_json::to_string(
-                &serde_json::json!({"name": tool, "arguments": {"order_id": ids[0]}}),
-            )?;
-            out.push_str(&as_json(messages, answer)?);
+            let tool = kiln_retail::tools::OrderTool::for_intent(intent);
+            out.push_str(&as_json(messages, tool.call_json(&ids[0]))?);
             out.push('\n');
             calls += 1;
         }

@@ -3,7 +3,7 @@
 //! writes the tool call, the tool bound to the signed-in customer runs, its observation becomes the
 //! reply) | recommend (catalogue filters, or CLIP photo matching) -> reply -> log (PII-masked).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -18,12 +18,13 @@ use serde_json::{Value, json};
 use crate::catalog::{Catalog, ProductQuery, category_captions, cosine};
 use crate::data::{CATEGORIES, StoreData};
 use crate::guard;
-use crate::intent::{Intent, IntentClassifier, IntentMode, LabelledText};
+use crate::intent::{ExampleIndex, Intent, IntentClassifier, IntentMode, LabelledText};
 use crate::reply;
 use crate::search::KnowledgeBase;
 use crate::store::{Store, TurnLog};
 use crate::tools::{BoundTool, OrderTool, order_ids_in};
 use crate::{Result, RetailError};
+use kiln_prompt::techniques::{Example, FewShot};
 
 /// The caller name a server gives requests when authentication is off.
 pub const ANONYMOUS: &str = "anonymous";
@@ -151,8 +152,11 @@ pub struct RetailAssistant {
     kb: KnowledgeBase,
     catalog: Catalog,
     intents: IntentClassifier,
+    /// Worked tool calls (from the labelled order messages) for the base model's Action step.
+    tool_examples: ExampleIndex,
     images: Option<ImageSearch>,
     config: RetailConfig,
+    metrics: OnceLock<Arc<kiln_serve::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for RetailAssistant {
@@ -188,9 +192,17 @@ impl RetailAssistant {
                 config.intent_shots,
                 config.intent_mode.clone(),
             ),
+            tool_examples: ExampleIndex::new(tool_examples(examples)),
             images: None,
             config,
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// Counts turns in the server's Prometheus metrics from now on
+    /// (`kiln_app_events_total{event="retail_turn",intent,outcome}`); a second call is ignored.
+    pub fn attach_metrics(&self, metrics: Arc<kiln_serve::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Adds photo search.
@@ -288,6 +300,17 @@ impl RetailAssistant {
             tools: masker.mask(&tools),
             latency_ms: turn.latency.as_secs_f64() * 1e3,
         })?;
+        if let Some(m) = self.metrics.get() {
+            let outcome = if turn.refused { "declined" } else { "answered" };
+            m.inc(
+                "kiln_app_events_total",
+                vec![
+                    ("event", "retail_turn".to_owned()),
+                    ("intent", turn.intent.as_str().to_owned()),
+                    ("outcome", outcome.to_owned()),
+                ],
+            );
+        }
         tracing::info!(
             customer,
             intent = turn.intent.as_str(),
@@ -323,14 +346,28 @@ impl RetailAssistant {
         };
         let ids = order_ids_in(text);
         if ids.is_empty() {
+            // No order named: a question about how orders, tracking or returns work. Answer it
+            // from the knowledge base, then offer the customer's orders to act on.
             let orders = self.store.orders_of(customer)?;
-            turn.reply = reply::which_order(&orders);
+            self.consult(text, turn);
+            if turn.citations.is_empty() {
+                turn.reply = reply::which_order(&orders);
+            } else {
+                turn.reply = format!("{}\n\n{}", turn.reply, reply::which_order(&orders));
+            }
             return Ok(());
         }
-        let mut request = tool_call_request(text, turn.intent, &ids);
-        if let IntentMode::Adapter(name) = &self.config.intent_mode {
-            request = request.with_adapter(name.clone(), 1.0);
-        }
+        // Few-shot for the base model (worked calls of similar messages as earlier turns); the
+        // adapter was trained zero-shot.
+        let request = match &self.config.intent_mode {
+            IntentMode::FewShot => {
+                let shown = self.tool_examples.select(text, TOOL_SHOTS);
+                tool_call_request(text, turn.intent, &ids, &shown)
+            }
+            IntentMode::Adapter(name) => {
+                tool_call_request(text, turn.intent, &ids, &[]).with_adapter(name.clone(), 1.0)
+            }
+        };
         let out = self.generator.generate(&request)?;
         add_usage(&mut turn.usage, &out.usage);
         let call: Value = serde_json::from_str(out.text.trim()).unwrap_or(Value::Null);
@@ -338,11 +375,7 @@ impl RetailAssistant {
             .get("name")
             .and_then(Value::as_str)
             .and_then(OrderTool::from_name)
-            .unwrap_or(match turn.intent {
-                Intent::TrackShipment => OrderTool::TrackShipment,
-                Intent::ReturnRequest => OrderTool::StartReturn,
-                _ => OrderTool::LookupOrder,
-            });
+            .unwrap_or(OrderTool::for_intent(turn.intent));
         let arguments = match call.get("arguments") {
             Some(a) if a.get("order_id").is_some() => a.clone(),
             _ => json!({"order_id": ids[0]}),
@@ -420,9 +453,32 @@ impl RetailAssistant {
     }
 }
 
-/// The Action request of the ReAct step for `text` (routed to `intent`, naming `ids`).
+/// Worked tool calls shown to the base model in the Action step.
+const TOOL_SHOTS: usize = 4;
+
+/// The worked tool calls of labelled order messages that name an order: (message, call, tool).
 #[must_use]
-pub fn tool_call_request(text: &str, intent: Intent, ids: &[String]) -> GenerationRequest {
+pub fn tool_examples(examples: &[LabelledText]) -> Vec<(String, String, String)> {
+    examples
+        .iter()
+        .filter_map(|e| {
+            let intent = Intent::from_label(&e.intent).filter(|i| i.is_order())?;
+            let id = order_ids_in(&e.text).into_iter().next()?;
+            let tool = OrderTool::for_intent(intent);
+            Some((e.text.clone(), tool.call_json(&id), tool.name().to_owned()))
+        })
+        .collect()
+}
+
+/// The Action request of the ReAct step for `text` (routed to `intent`, naming `ids`), with
+/// worked calls of similar messages as earlier turns.
+#[must_use]
+pub fn tool_call_request(
+    text: &str,
+    intent: Intent,
+    ids: &[String],
+    examples: &[&Example],
+) -> GenerationRequest {
     let tools: Vec<String> = OrderTool::ALL
         .iter()
         .map(|t| format!("- {}: {}", t.name(), t.description()))
@@ -439,10 +495,8 @@ pub fn tool_call_request(text: &str, intent: Intent, ids: &[String]) -> Generati
          Thought: The customer {goal}.\nWrite the tool call as JSON: {{\"name\": ..., \"arguments\": {{\"order_id\": ...}}}}.",
         tools.join("\n"),
     );
-    let prompt = Prompt::Chat(vec![
-        ChatMessage::system(system),
-        ChatMessage::user(text.split_whitespace().collect::<Vec<_>>().join(" ")),
-    ]);
+    let query = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let prompt = Prompt::Chat(FewShot::new(system, Vec::new()).messages(&query, examples));
     let names: Vec<&str> = OrderTool::ALL.iter().map(|t| t.name()).collect();
     let schema = json!({
         "type": "object",

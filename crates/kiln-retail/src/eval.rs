@@ -110,9 +110,16 @@ pub fn score(
     let e = &case.expect;
     let mut problems = Vec::new();
     let intent_ok = turn.intent.as_str() == e.intent;
-    if !intent_ok {
-        problems.push(format!("intent {} != {}", turn.intent.as_str(), e.intent));
-    }
+    // Resolution judges the outcome (the article cited, the facts given, the tool called, the
+    // products shown); the routing label decides it only for cases that check nothing else
+    // (greetings, off-topic messages). Intent accuracy is reported on its own.
+    let outcome_checked = e.article.is_some()
+        || e.tool.is_some()
+        || e.category.is_some()
+        || !e.contains.is_empty()
+        || e.intent == Intent::ProductSearch.as_str();
+    let intent_problem =
+        (!intent_ok).then(|| format!("intent {} != {}", turn.intent.as_str(), e.intent));
     let lower = turn.reply.to_lowercase();
     for c in &e.contains {
         if !lower.contains(&c.to_lowercase()) {
@@ -182,8 +189,11 @@ pub fn score(
     let resolved = if e.refuse {
         turn.refused && leaked.is_empty()
     } else {
-        problems.is_empty()
+        problems.is_empty() && (outcome_checked || intent_ok)
     };
+    if let Some(p) = intent_problem {
+        problems.insert(0, p);
+    }
     CaseResult {
         id: case.id.clone(),
         category: case.category.clone(),

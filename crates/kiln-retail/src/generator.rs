@@ -101,8 +101,10 @@ struct Feedback {
 
 /// The routes the assistant adds to kiln-serve's: `GET /chat` (the page, no key needed: it asks
 /// for one) and `POST /v1/retail/feedback` (authenticated; comments are PII-masked before they are
-/// stored). Merge them into [`kiln_serve::app`]'s router.
+/// stored). Merge them into [`kiln_serve::app`]'s router. Turns and ratings are counted in the
+/// server's `/metrics` as `kiln_app_events_total`.
 pub fn routes(state: AppState, assistant: Arc<RetailAssistant>) -> axum::Router {
+    assistant.attach_metrics(state.metrics().clone());
     axum::Router::new()
         .route("/chat", get(|| async { Html(CHAT_PAGE) }))
         .route("/v1/retail/feedback", post(feedback))
@@ -145,6 +147,13 @@ async fn feedback(
                 comment.as_deref(),
             )
             .map_err(|e| ServeError::Internal(e.to_string()))?;
+        state.metrics().inc(
+            "kiln_app_events_total",
+            vec![
+                ("event", "retail_feedback".to_owned()),
+                ("rating", f.rating.clone()),
+            ],
+        );
         tracing::info!(customer = %principal.name, rating = %f.rating, "retail feedback");
         Ok::<Value, ServeError>(json!({"ok": true}))
     })();

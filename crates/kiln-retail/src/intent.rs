@@ -107,14 +107,70 @@ pub struct LabelledText {
     pub intent: String,
 }
 
+/// Worked examples with a BM25 index, from which a few-shot prompt takes those most similar to the
+/// message.
+#[derive(Debug, Clone)]
+pub struct ExampleIndex {
+    examples: Vec<Example>,
+    index: Bm25,
+    /// One example per group (the first of each), shown when the message shares no word with any.
+    fallback: Vec<usize>,
+}
+
+impl ExampleIndex {
+    /// Indexes `(input, output, group)` triples; the group (a label, a tool) picks the fallback.
+    #[must_use]
+    pub fn new(items: Vec<(String, String, String)>) -> Self {
+        let mut groups: Vec<&str> = Vec::new();
+        let mut fallback = Vec::new();
+        for (i, (_, _, g)) in items.iter().enumerate() {
+            if !groups.contains(&g.as_str()) {
+                groups.push(g);
+                fallback.push(i);
+            }
+        }
+        let docs: Vec<Vec<String>> = items.iter().map(|(t, _, _)| terms(t)).collect();
+        Self {
+            index: Bm25::new(&docs),
+            examples: items
+                .iter()
+                .map(|(t, o, _)| Example::new(one_line(t), o.clone()))
+                .collect(),
+            fallback,
+        }
+    }
+
+    /// Up to `k` examples for `text`, the most similar last; fallbacks first when fewer than `k`
+    /// share a word with it.
+    #[must_use]
+    pub fn select(&self, text: &str, k: usize) -> Vec<&Example> {
+        let scores = self.index.scores(&terms(text));
+        let mut ranked: Vec<(usize, f64)> = scores
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        let mut chosen: Vec<usize> = ranked.iter().rev().map(|(i, _)| *i).collect();
+        if chosen.len() < k {
+            let missing: Vec<usize> = self
+                .fallback
+                .iter()
+                .copied()
+                .filter(|i| !chosen.contains(i))
+                .take(k - chosen.len())
+                .collect();
+            chosen.splice(0..0, missing);
+        }
+        chosen.iter().map(|&i| &self.examples[i]).collect()
+    }
+}
+
 /// The intent recogniser.
 #[derive(Debug, Clone)]
 pub struct IntentClassifier {
-    /// Every labelled example, and a BM25 index over them.
-    examples: Vec<Example>,
-    index: Bm25,
-    /// The default examples (a few per label) when the message shares no word with any example.
-    fallback: Vec<usize>,
+    examples: ExampleIndex,
     shots: usize,
     mode: IntentMode,
 }
@@ -137,20 +193,12 @@ impl IntentClassifier {
     /// gets one example per label.
     #[must_use]
     pub fn new(examples: &[LabelledText], shots: usize, mode: IntentMode) -> Self {
-        let mut fallback = Vec::new();
-        for intent in Intent::TEXT {
-            if let Some(i) = examples.iter().position(|e| e.intent == intent.as_str()) {
-                fallback.push(i);
-            }
-        }
-        let docs: Vec<Vec<String>> = examples.iter().map(|e| terms(&e.text)).collect();
+        let items = examples
+            .iter()
+            .map(|e| (e.text.clone(), label_output(&e.intent), e.intent.clone()))
+            .collect();
         Self {
-            examples: examples
-                .iter()
-                .map(|e| Example::new(one_line(&e.text), label_output(&e.intent)))
-                .collect(),
-            index: Bm25::new(&docs),
-            fallback,
+            examples: ExampleIndex::new(items),
             shots,
             mode,
         }
@@ -159,26 +207,7 @@ impl IntentClassifier {
     /// The examples shown for `text`, in prompt order.
     #[must_use]
     pub fn examples_for(&self, text: &str) -> Vec<&Example> {
-        let scores = self.index.scores(&terms(text));
-        let mut ranked: Vec<(usize, f64)> = scores
-            .into_iter()
-            .enumerate()
-            .filter(|(_, s)| *s > 0.0)
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(self.shots);
-        let mut chosen: Vec<usize> = ranked.iter().rev().map(|(i, _)| *i).collect();
-        if chosen.len() < self.shots {
-            let missing: Vec<usize> = self
-                .fallback
-                .iter()
-                .copied()
-                .filter(|i| !chosen.contains(i))
-                .take(self.shots - chosen.len())
-                .collect();
-            chosen.splice(0..0, missing);
-        }
-        chosen.iter().map(|&i| &self.examples[i]).collect()
+        self.examples.select(text, self.shots)
     }
 
     /// The mode.

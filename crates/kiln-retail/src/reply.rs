@@ -86,7 +86,7 @@ pub fn which_order(orders: &[(String, String, String)]) -> String {
         .map(|(id, placed, status)| format!("- {id} (placed {placed}): {status}"))
         .collect();
     format!(
-        "Which order do you mean? Your recent orders:\n{}",
+        "If this is about one of your orders, tell me its number. Your recent orders:\n{}",
         list.join("\n")
     )
 }

@@ -38,6 +38,22 @@ impl OrderTool {
         }
     }
 
+    /// The tool that serves an order intent (lookup for anything but tracking and returns).
+    #[must_use]
+    pub fn for_intent(intent: crate::Intent) -> Self {
+        match intent {
+            crate::Intent::TrackShipment => OrderTool::TrackShipment,
+            crate::Intent::ReturnRequest => OrderTool::StartReturn,
+            _ => OrderTool::LookupOrder,
+        }
+    }
+
+    /// The call the model writes for this tool on `order_id` (the Action's JSON).
+    #[must_use]
+    pub fn call_json(self, order_id: &str) -> String {
+        json!({"name": self.name(), "arguments": {"order_id": order_id}}).to_string()
+    }
+
     /// The tool of a name.
     #[must_use]
     pub fn from_name(name: &str) -> Option<Self> {

@@ -18,6 +18,11 @@ enum Kind {
 /// Every metric: name, kind, help.
 const METRICS: &[(&str, Kind, &str)] = &[
     (
+        "kiln_app_events_total",
+        Kind::Counter,
+        "Events counted by an application served with kiln-serve (kiln-retail: turns by intent and outcome, feedback by rating).",
+    ),
+    (
         "kiln_requests_total",
         Kind::Counter,
         "HTTP requests by endpoint and status.",

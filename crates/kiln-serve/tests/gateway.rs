@@ -148,6 +148,14 @@ async fn missing_or_wrong_key_is_401() {
     )
     .await;
     assert_eq!(s, 200);
+    // The generator learns who called: the key's configured name, never a field of the body.
+    assert_eq!(fx.small.last_request().caller.as_deref(), Some("user"));
+    let mut spoof = chat("small", "hi");
+    spoof["caller"] = json!("admin");
+    spoof["user"] = json!("admin");
+    let (s, _, _) = post_json(&fx.app, "/v1/chat/completions", Some("sk-user"), &spoof).await;
+    assert_eq!(s, 200);
+    assert_eq!(fx.small.last_request().caller.as_deref(), Some("user"));
 }
 
 #[tokio::test]
