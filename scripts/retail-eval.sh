@@ -18,12 +18,12 @@ mkdir -p "$OUT"
 if [ ! -f "$OUT/intent-adapter/adapter_config.json" ]; then
   "$KILN" retail export-train --out "$OUT/intent-train.jsonl"
   "$KILN" finetune --model "$MODEL" --data "$OUT/intent-train.jsonl" --output "$OUT/intent-adapter" \
-    --method qlora --r 16 --alpha 32 --target-modules q_proj,k_proj,v_proj,o_proj --epochs 2 \
-    --lr 5e-4 --batch-size 8 --warmup 10 --seed 0 --max-len 384
+    --method qlora --r 16 --alpha 32 --target-modules all-linear --epochs 4 \
+    --lr 1e-3 --batch-size 8 --warmup 10 --seed 0 --max-len 384
 fi
 COMMON=(--model "$MODEL" --clip "$CLIP" --fashion-mnist "$ASSETS/fashion-mnist" --out "$OUT")
-"$KILN" retail eval "${COMMON[@]}" --label base 2>/dev/null | tail -1
-"$KILN" retail eval "${COMMON[@]}" --label adapter --adapter "$OUT/intent-adapter" 2>/dev/null | tail -1
+"$KILN" retail eval "${COMMON[@]}" --label base 2>/dev/null >/dev/null
+"$KILN" retail eval "${COMMON[@]}" --label adapter --adapter "$OUT/intent-adapter" 2>/dev/null >/dev/null
 python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
