@@ -18,3 +18,7 @@ bash scripts/serve-kiln-check.sh
 # The retail assistant (issue 7): the real server with SmolLM2 and CLIP, the openai client, headless
 # Chromium on the web chat, log scans for personal data, and the scripted evaluation without leaks.
 bash scripts/retail-check.sh
+# Scale-out (issue 9): two `kiln serve` processes share one Redis and enforce one per-key limit; the
+# Kubernetes manifests validate against the Kubernetes schemas and the Dockerfile lints clean.
+bash scripts/redis-limits-check.sh
+bash scripts/deploy-check.sh

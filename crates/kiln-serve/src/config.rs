@@ -61,6 +61,12 @@ pub struct ServerConfig {
     pub secrets_file: Option<PathBuf>,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_secs: u64,
+    /// A Redis server (`redis://host:port/db`) that holds the keys' rate-limit windows and quotas,
+    /// so that every replica enforces one limit together (the `redis` Cargo feature); unset: each
+    /// process counts alone.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (several deployments can share one Redis).
+    pub redis_prefix: String,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +83,8 @@ impl Default for ServerConfig {
             cache_ttl_secs: 600,
             secrets_file: None,
             shutdown_grace_secs: 30,
+            redis_url: None,
+            redis_prefix: "kiln".into(),
         }
     }
 }
@@ -360,6 +368,20 @@ impl ServeConfig {
         ] {
             if v == 0 {
                 return Err(ServeError::config(field, "must be > 0"));
+            }
+        }
+        if let Some(url) = &s.redis_url {
+            if cfg!(not(feature = "redis")) {
+                return Err(ServeError::config(
+                    "server.redis_url",
+                    "this build has no Redis support (kiln-serve's `redis` feature)",
+                ));
+            }
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return Err(ServeError::config(
+                    "server.redis_url",
+                    "must start with redis:// or rediss://",
+                ));
             }
         }
         if self.models.is_empty() {

@@ -57,6 +57,8 @@ pub mod engine;
 mod error;
 pub mod filter;
 pub mod limits;
+#[cfg(feature = "redis")]
+pub mod limits_redis;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;

@@ -48,10 +48,12 @@ impl Window {
     }
 }
 
-/// The per-key limit state.
+/// The per-key limit state: in this process, or in Redis for every replica together.
 #[derive(Debug, Default)]
 pub struct Limiter {
     windows: Mutex<HashMap<String, Window>>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::limits_redis::RedisLimiter>,
 }
 
 fn seconds_until(oldest: Instant, now: Instant) -> u64 {
@@ -72,6 +74,29 @@ impl Limiter {
         Self::default()
     }
 
+    /// The limiter `server` configures: shared through Redis when `redis_url` is set.
+    ///
+    /// # Errors
+    /// A Redis URL this build cannot use.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Result<Self> {
+        match &server.redis_url {
+            None => Ok(Self::new()),
+            #[cfg(feature = "redis")]
+            Some(url) => Ok(Self {
+                redis: Some(crate::limits_redis::RedisLimiter::new(
+                    url,
+                    &server.redis_prefix,
+                )?),
+                ..Self::default()
+            }),
+            #[cfg(not(feature = "redis"))]
+            Some(_) => Err(ServeError::config(
+                "server.redis_url",
+                "this build has no Redis support (kiln-serve's `redis` feature)",
+            )),
+        }
+    }
+
     /// Admits one request of about `estimated_tokens` tokens for `key`, counting it against the
     /// requests-per-minute limit.
     ///
@@ -82,6 +107,10 @@ impl Limiter {
             key.requests_per_minute == 0 && key.tokens_per_minute == 0 && key.tokens_per_day == 0;
         if unlimited {
             return Ok(());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            return r.admit(key, estimated_tokens);
         }
         let now = Instant::now();
         let (day, to_midnight) = today();
@@ -136,6 +165,11 @@ impl Limiter {
     /// Adds the tokens a request of `key` actually used.
     pub fn record(&self, key: &KeyConfig, tokens: u64) {
         if key.tokens_per_minute == 0 && key.tokens_per_day == 0 {
+            return;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            r.record(key, tokens);
             return;
         }
         let now = Instant::now();

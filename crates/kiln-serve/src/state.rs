@@ -215,7 +215,7 @@ impl AppState {
             .collect();
         Ok(Self(Arc::new(Inner {
             keys: KeyStore::new(&config)?,
-            limiter: Limiter::new(),
+            limiter: Limiter::from_config(&config.server)?,
             cache: ResponseCache::new(
                 config.server.cache_entries,
                 Duration::from_secs(config.server.cache_ttl_secs),
