@@ -230,13 +230,18 @@ impl Engine {
                 .map_err(|_| ServeError::Unavailable("the batch scheduler stopped".into()))?;
         } else {
             let generator = self.generator.clone();
+            let model = self.model.clone();
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
-                let result = generator.generate_stream(&request, &cancel, &mut |event| {
-                    if send_event(&tx, event).is_err() {
-                        cancel.cancel();
-                    }
-                });
+                // A panic in one request's generation fails that request only.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    generator.generate_stream(&request, &cancel, &mut |event| {
+                        if send_event(&tx, event).is_err() {
+                            cancel.cancel();
+                        }
+                    })
+                }))
+                .unwrap_or_else(|panic| Err(panicked(&model, panic.as_ref())));
                 let _ = tx.send(EngineEvent::Done(result));
             });
         }
@@ -247,6 +252,18 @@ impl Engine {
     pub fn close(&self) {
         self.slots.close();
     }
+}
+
+/// The error a panicking generation turns into (logged with its message; the client sees only
+/// that it failed).
+fn panicked(model: &str, panic: &(dyn std::any::Any + Send)) -> kiln_core::Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(model, panic = %message, "a generation panicked; only its request fails");
+    kiln_core::Error::Model("the generation failed unexpectedly".into())
 }
 
 fn send_event(tx: &Sender, event: StreamEvent<'_>) -> std::result::Result<(), ()> {
@@ -311,13 +328,18 @@ fn batch_loop(
             continue;
         }
         metrics.observe("kiln_batch_size", model_label(name), running.len() as f64);
-        let step = batch.step(&mut |id, event| {
-            if let Some(job) = running.get(&id)
-                && send_event(&job.tx, event).is_err()
-            {
-                job.cancel.cancel();
-            }
-        });
+        // A panic in a step cannot be traced to one sequence: the step's sequences fail (as
+        // for an error) and a fresh batch takes the next requests.
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            batch.step(&mut |id, event| {
+                if let Some(job) = running.get(&id)
+                    && send_event(&job.tx, event).is_err()
+                {
+                    job.cancel.cancel();
+                }
+            })
+        }))
+        .unwrap_or_else(|panic| Err(panicked(name, panic.as_ref())));
         match step {
             Ok(finished) => {
                 for (id, result) in finished {
@@ -351,7 +373,11 @@ fn admit(
     if job.cancel.is_cancelled() || job.tx.is_closed() {
         return;
     }
-    match batch.join(&job.request) {
+    // Prefill happens here: a request whose prompt makes the model panic fails alone.
+    let joined =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.join(&job.request)))
+            .unwrap_or_else(|panic| Err(panicked("batch", panic.as_ref())));
+    match joined {
         Ok(id) => {
             running.insert(id, job);
         }

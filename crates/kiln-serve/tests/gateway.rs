@@ -567,3 +567,144 @@ async fn no_config_mode_needs_no_key() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["choices"][0]["message"]["content"], "ok");
 }
+
+/// The RBAC matrix (issue 9): every role against every protected endpoint and every model. A
+/// request is refused with 403 exactly when the role lacks the endpoint or the model (admins have
+/// everything); otherwise the gateway lets it through (whatever the endpoint then answers).
+#[tokio::test]
+async fn rbac_matrix_every_role_every_endpoint_every_model() {
+    let extra = format!(
+        r#"
+[roles.embedder]
+models = ["embed"]
+endpoints = ["embeddings"]
+
+[roles.nothing]
+models = []
+endpoints = []
+
+[roles.bigchat]
+models = ["big"]
+endpoints = ["chat", "usage", "watermark"]
+
+[[keys]]
+name = "embedder"
+sha256 = "{}"
+role = "embedder"
+
+[[keys]]
+name = "nothing"
+sha256 = "{}"
+role = "nothing"
+
+[[keys]]
+name = "bigchat"
+sha256 = "{}"
+role = "bigchat"
+"#,
+        sha("sk-embedder"),
+        sha("sk-nothing"),
+        sha("sk-bigchat")
+    );
+    let fx = fixture(
+        &extra,
+        Scripted::new("small", "ok"),
+        Scripted::new("big", "ok"),
+    );
+    // (key, admin, endpoints, models) as configured above and in base_toml.
+    let roles: [(&str, bool, &[&str], &[&str]); 5] = [
+        ("sk-admin", true, &[], &[]),
+        (
+            "sk-user",
+            false,
+            &["chat", "completions", "models", "usage"],
+            &["small", "auto", "embed"],
+        ),
+        ("sk-embedder", false, &["embeddings"], &["embed"]),
+        ("sk-nothing", false, &[], &[]),
+        (
+            "sk-bigchat",
+            false,
+            &["chat", "usage", "watermark"],
+            &["big"],
+        ),
+    ];
+    let models = ["small", "big", "auto", "embed"];
+    let mut checked = 0;
+    for (key, admin, endpoints, allowed) in roles {
+        let may = |endpoint: &str| admin || endpoints.contains(&endpoint);
+        let uses = |model: &str| admin || allowed.contains(&model);
+        for model in models {
+            let generates = model != "embed";
+            let cases = [
+                (
+                    "chat",
+                    "/v1/chat/completions",
+                    json!({"model": model, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
+                ),
+                (
+                    "completions",
+                    "/v1/completions",
+                    json!({"model": model, "max_tokens": 2, "prompt": "hi"}),
+                ),
+                (
+                    "embeddings",
+                    "/v1/embeddings",
+                    json!({"model": model, "input": "hi"}),
+                ),
+            ];
+            for (endpoint, path, body) in cases {
+                let (s, _, v) = post_json(&fx.app, path, Some(key), &body).await;
+                assert_ne!(s, 401, "{key}");
+                let kind_fits = (endpoint == "embeddings") != generates;
+                if !may(endpoint) {
+                    assert_eq!(s, 403, "{key} {endpoint} {model}: {v}");
+                } else if !kind_fits {
+                    // The wrong kind of model for the endpoint: never served; refused as not found
+                    // or, for a model outside the role, as forbidden.
+                    let refused = s == 404 || s == 400 || (s == 403 && !uses(model));
+                    assert!(refused, "{key} {endpoint} {model}: {s} {v}");
+                } else if uses(model) {
+                    assert_eq!(s, 200, "{key} {endpoint} {model}: {v}");
+                } else {
+                    assert_eq!(s, 403, "{key} {endpoint} {model}: {v}");
+                }
+                checked += 1;
+            }
+        }
+        let (s, _, _) = send(&fx.app, get("/v1/usage", Some(key))).await;
+        assert_eq!(s == 403, !may("usage"), "{key} usage: {s}");
+        let (s, _, _) = send(&fx.app, get("/v1/admin/adapters?model=small", Some(key))).await;
+        assert_eq!(s == 403, !admin, "{key} admin: {s}");
+        let (s, _, v) = post_json(
+            &fx.app,
+            "/v1/admin/adapters/load",
+            Some(key),
+            &json!({"model": "small", "name": "x"}),
+        )
+        .await;
+        assert_eq!(s == 403, !admin, "{key} admin load: {s} {v}");
+        let (s, _, _) = post_json(
+            &fx.app,
+            "/v1/watermark/detect",
+            Some(key),
+            &json!({"model": "small", "text": "hi"}),
+        )
+        .await;
+        assert_eq!(
+            s == 403,
+            !may("watermark") || !uses("small"),
+            "{key} watermark: {s}"
+        );
+        // Public endpoints need no role.
+        for path in ["/health", "/ready", "/openapi.json"] {
+            assert_eq!(
+                send(&fx.app, get(path, Some(key))).await.0,
+                200,
+                "{key} {path}"
+            );
+        }
+        checked += 6;
+    }
+    assert_eq!(checked, 5 * (4 * 3 + 6));
+}
