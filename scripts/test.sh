@@ -22,3 +22,6 @@ bash scripts/retail-check.sh
 # Kubernetes manifests validate against the Kubernetes schemas and the Dockerfile lints clean.
 bash scripts/redis-limits-check.sh
 bash scripts/deploy-check.sh
+# Reliability (issue 9): panics, RBAC and faults are in kiln-serve's tests; the soak test runs the
+# real server under concurrent mixed traffic (45 s here; docs/RELIABILITY.md has a longer run).
+bash scripts/soak.sh 45 6
