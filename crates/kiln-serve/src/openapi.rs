@@ -28,7 +28,7 @@ fn op(summary: &str, request: Option<&str>, response: &str, streams: bool) -> Va
 pub fn document() -> Value {
     let sampling = json!({
         "temperature": {"type": "number", "minimum": 0, "default": 1},
-        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1},
+        "top_p": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1, "default": 1},
         "top_k": {"type": "integer", "minimum": 0, "description": "Kiln extension"},
         "min_p": {"type": "number", "description": "Kiln extension"},
         "repetition_penalty": {"type": "number", "description": "Kiln extension"},
