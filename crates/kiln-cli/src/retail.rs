@@ -215,33 +215,31 @@ fn png(image: &kiln_clip::RgbImage) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The photo of a case, as PNG bytes.
-fn photo(
-    fashion: &Path,
-    cache: &mut Option<Vec<fashion_mnist::Sample>>,
-    r: ImageRef,
-) -> Result<ImageSource> {
-    let split = match r.split {
-        Split::Train => FmSplit::Train,
-        Split::Test => FmSplit::Test,
-    };
-    if r.split == Split::Train {
-        let samples = fashion_mnist::load(fashion, split)?;
-        let s = samples.get(r.index).context("image index out of range")?;
-        return Ok(ImageSource::Bytes {
+/// Fashion-MNIST splits, each read once when first needed.
+#[derive(Default)]
+struct Photos {
+    train: Option<Vec<fashion_mnist::Sample>>,
+    test: Option<Vec<fashion_mnist::Sample>>,
+}
+
+impl Photos {
+    /// The image `r` refers to, as PNG bytes.
+    fn get(&mut self, fashion: &Path, r: ImageRef) -> Result<ImageSource> {
+        let (slot, split) = match r.split {
+            Split::Train => (&mut self.train, FmSplit::Train),
+            Split::Test => (&mut self.test, FmSplit::Test),
+        };
+        if slot.is_none() {
+            *slot = Some(fashion_mnist::load(fashion, split)?);
+        }
+        let s = slot
+            .as_ref()
+            .and_then(|c| c.get(r.index))
+            .context("image index out of range")?;
+        Ok(ImageSource::Bytes {
             data: png(&s.image)?,
-        });
+        })
     }
-    if cache.is_none() {
-        *cache = Some(fashion_mnist::load(fashion, split)?);
-    }
-    let s = cache
-        .as_ref()
-        .and_then(|c| c.get(r.index))
-        .context("image index out of range")?;
-    Ok(ImageSource::Bytes {
-        data: png(&s.image)?,
-    })
 }
 
 fn demo(args: &AssistantArgs) -> Result<()> {
@@ -303,12 +301,15 @@ fn demo(args: &AssistantArgs) -> Result<()> {
     println!(
         "Kiln Outfitters assistant, signed in as customer {me}; intents and tool calls: {routing}\n"
     );
-    let mut cache = test_labels;
+    let mut photos = Photos {
+        test: test_labels,
+        ..Photos::default()
+    };
     for (text, image) in script {
         let mut message = ChatMessage::user(text.clone());
         let mut shown = text.clone();
         if let Some(r) = image {
-            message = message.with_image(photo(&built.fashion, &mut cache, r)?);
+            message = message.with_image(photos.get(&built.fashion, r)?);
             shown.push_str(&format!(" [photo: Fashion-MNIST test #{}]", r.index));
         }
         let turn = a.respond(Some(me), &[message])?;
@@ -384,7 +385,7 @@ fn eval(args: &RetailEvalArgs) -> Result<()> {
             .find(|p| p.sku == sku)
             .map(|p| (p.category.clone(), p.price, p.colors.clone()))
     };
-    let mut cache = None;
+    let mut photos = Photos::default();
     let bar = indicatif::ProgressBar::new(cases.len() as u64);
     let mut results: Vec<CaseResult> = Vec::new();
     for case in &cases {
@@ -392,7 +393,7 @@ fn eval(args: &RetailEvalArgs) -> Result<()> {
         let logged_before = a.store().last_turn_id()?;
         let mut message = ChatMessage::user(case.message.clone());
         if let Some(r) = case.image {
-            message = message.with_image(photo(&built.fashion, &mut cache, r)?);
+            message = message.with_image(photos.get(&built.fashion, r)?);
         }
         let turn = a
             .respond(Some(&case.customer), &[message])

@@ -278,6 +278,14 @@ pub struct Usage {
     pub total_tokens: usize,
 }
 
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, u: Usage) {
+        self.prompt_tokens += u.prompt_tokens;
+        self.completion_tokens += u.completion_tokens;
+        self.total_tokens += u.total_tokens;
+    }
+}
+
 /// Where the time went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {

@@ -46,7 +46,7 @@ pub use constraint::{
     JsonSchemaFormat, LogitsProcessor, LogitsProcessorFactory, ProcessorFactory, ResponseFormat,
     TokenVocabulary,
 };
-pub use embed::{Embedder, Embedding, EmbeddingInput};
+pub use embed::{Embedder, Embedding, EmbeddingInput, cosine_similarity};
 pub use error::{Error, Result};
 pub use generate::{
     AdapterChoice, CancelToken, FinishReason, GenerationOutput, GenerationRequest, Prompt,

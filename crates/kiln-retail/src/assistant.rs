@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use kiln_core::{
     ChatMessage, ContentPart, Embedder, Embedding, EmbeddingInput, GenerationRequest, ImageSource,
-    Prompt, ResponseFormat, Role, SamplingParams, TextGenerator, Usage,
+    Prompt, ResponseFormat, Role, SamplingParams, TextGenerator, Usage, cosine_similarity,
 };
 use kiln_serve::pii::{Masker, PiiKind};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, ProductQuery, category_captions, cosine};
+use crate::catalog::{Catalog, ProductQuery, category_captions};
 use crate::data::{CATEGORIES, StoreData};
 use crate::guard;
 use crate::intent::{ExampleIndex, Intent, IntentClassifier, IntentMode, LabelledText};
@@ -268,7 +268,7 @@ impl RetailAssistant {
             self.photo_search(&image, &mut turn)?;
         } else {
             let (intent, usage) = self.intents.classify(self.generator.as_ref(), &text)?;
-            add_usage(&mut turn.usage, &usage);
+            turn.usage += usage;
             turn.intent = intent;
             match intent {
                 Intent::PolicyQuestion => self.consult(&text, &mut turn),
@@ -369,7 +369,7 @@ impl RetailAssistant {
             }
         };
         let out = self.generator.generate(&request)?;
-        add_usage(&mut turn.usage, &out.usage);
+        turn.usage += out.usage;
         let call: Value = serde_json::from_str(out.text.trim()).unwrap_or(Value::Null);
         let tool = call
             .get("name")
@@ -430,7 +430,7 @@ impl RetailAssistant {
         let category = images
             .captions
             .iter()
-            .map(|c| cosine(&embedding, c))
+            .map(|c| cosine_similarity(&embedding, c))
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map_or(0, |(i, _)| i);
@@ -439,7 +439,7 @@ impl RetailAssistant {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.stock > 0 && p.category == CATEGORIES[category])
-            .map(|(i, _)| (i, cosine(&embedding, &images.products[i])))
+            .map(|(i, _)| (i, cosine_similarity(&embedding, &images.products[i])))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         ranked.truncate(self.config.recommendations);
@@ -516,10 +516,4 @@ pub fn tool_call_request(
         .with_sampling(SamplingParams::greedy())
         .with_max_tokens(48)
         .with_response_format(ResponseFormat::json_schema(schema))
-}
-
-fn add_usage(total: &mut Usage, u: &Usage) {
-    total.prompt_tokens += u.prompt_tokens;
-    total.completion_tokens += u.completion_tokens;
-    total.total_tokens += u.total_tokens;
 }

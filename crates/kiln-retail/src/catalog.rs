@@ -260,22 +260,6 @@ pub fn category_captions() -> Vec<String> {
         .collect()
 }
 
-/// Cosine similarity of two vectors (0 for a zero vector).
-#[must_use]
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na.sqrt() * nb.sqrt())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +312,5 @@ mod tests {
         let hits: Vec<_> = c.recommend(&q, 3).iter().map(|h| h.product).collect();
         assert_eq!(hits, [0]);
         assert_eq!(c.out_of_stock(&q), [2]);
-        assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-6);
     }
 }

@@ -1,6 +1,8 @@
 //! Few-shot prompting with fixed examples or examples chosen per query by embedding similarity.
 
-use kiln_core::{ChatMessage, Embedder, Embedding, EmbeddingInput, TextGenerator};
+use kiln_core::{
+    ChatMessage, Embedder, Embedding, EmbeddingInput, TextGenerator, cosine_similarity,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Completion, GenerateOptions, complete};
@@ -130,7 +132,7 @@ impl FewShot {
         let mut scored: Vec<(f32, usize)> = embeddings
             .iter()
             .enumerate()
-            .map(|(i, e)| (cosine(q, e), i))
+            .map(|(i, e)| (cosine_similarity(q, e), i))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         Ok(scored
@@ -221,24 +223,6 @@ impl FewShot {
             options,
             &self.stop(),
         )
-    }
-}
-
-/// Cosine similarity; 0 when either vector is zero or the lengths differ.
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() {
-        return 0.0;
-    }
-    let (mut dot, mut na, mut nb) = (0.0f32, 0.0f32, 0.0f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na.sqrt() * nb.sqrt())
     }
 }
 

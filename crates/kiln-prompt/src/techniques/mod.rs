@@ -126,9 +126,7 @@ pub(crate) fn complete(
 
 /// Adds token counts.
 pub(crate) fn add_usage(total: &mut Usage, u: Usage) {
-    total.prompt_tokens += u.prompt_tokens;
-    total.completion_tokens += u.completion_tokens;
-    total.total_tokens += u.total_tokens;
+    *total += u;
 }
 
 /// Zero-shot: the instruction, a blank line, then the input.
