@@ -13,6 +13,8 @@ cargo clippy -p kiln --features prompt,lora,eval --all-targets --release -- -D w
 cargo test -p kiln --features prompt --release --test react_weather
 # kiln-serve: the official `openai` Python client against a running server on loopback (issue 6).
 bash scripts/serve-openai-check.sh
+# schemathesis against the server's /openapi.json (issue 9): no failure of any check.
+bash scripts/schemathesis-check.sh
 # ... and against the real `kiln serve` binary: SmolLM2 chat/completions, CLIP embeddings, keys, roles, limits.
 bash scripts/serve-kiln-check.sh
 # The retail assistant (issue 7): the real server with SmolLM2 and CLIP, the openai client, headless

@@ -3,7 +3,8 @@
 //!
 //! Models: `echo` (answers "You said: <last user message>", word by word, with log-probabilities)
 //! and `embed` (3-dimensional embeddings). Keys: `sk-test` (everything but admin), `sk-noembed`
-//! (no embeddings), `sk-limited` (one request per minute).
+//! (no embeddings), `sk-limited` (one request per minute), `sk-admin` (admin: loads and unloads
+//! the adapters of `echo`, which are the sub-directories of a temporary folder: `demo` is there).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +100,31 @@ impl TextGenerator for Echo {
     }
 }
 
+/// Adapters that are only names (the server has checked that the directory exists).
+#[derive(Default)]
+struct NamedAdapters(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl NamedAdapters {
+    fn names(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl kiln_serve::AdapterManager for NamedAdapters {
+    fn load_adapter(&self, name: &str, _dir: &std::path::Path) -> kiln_core::Result<()> {
+        self.names().insert(name.to_owned());
+        Ok(())
+    }
+    fn unload_adapter(&self, name: &str) -> kiln_core::Result<bool> {
+        Ok(self.names().remove(name))
+    }
+    fn adapters(&self) -> Vec<String> {
+        self.names().iter().cloned().collect()
+    }
+}
+
 struct Lengths;
 
 impl Embedder for Lengths {
@@ -120,13 +146,16 @@ impl Embedder for Lengths {
 }
 
 #[tokio::main]
-async fn main() -> kiln_serve::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     kiln_serve::init_logging();
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(8099);
     let hash = kiln_serve::auth::hash_key;
+    let adapters =
+        std::env::temp_dir().join(format!("kiln-scripted-adapters-{}", std::process::id()));
+    std::fs::create_dir_all(adapters.join("demo"))?;
     let toml = format!(
         r#"
 [server]
@@ -134,6 +163,7 @@ port = {port}
 
 [[models]]
 name = "echo"
+adapters_dir = "{adapters}"
 
 [[models]]
 name = "embed"
@@ -156,6 +186,16 @@ name = "noembed"
 sha256 = "{}"
 role = "chat_only"
 
+[roles.admin]
+models = ["*"]
+endpoints = ["*"]
+admin = true
+
+[[keys]]
+name = "admin"
+sha256 = "{}"
+role = "admin"
+
 [[keys]]
 name = "limited"
 sha256 = "{}"
@@ -164,11 +204,15 @@ requests_per_minute = 1
 "#,
         hash("sk-test"),
         hash("sk-noembed"),
-        hash("sk-limited")
+        hash("sk-admin"),
+        hash("sk-limited"),
+        adapters = adapters.display()
     );
     let config = ServeConfig::from_toml(&toml, std::path::Path::new("."))?;
     let mut models = BTreeMap::new();
-    models.insert("echo".to_owned(), ModelHandle::generator(Arc::new(Echo)));
+    let mut echo = ModelHandle::generator(Arc::new(Echo));
+    echo.adapters = Some(Arc::new(NamedAdapters::default()));
+    models.insert("echo".to_owned(), echo);
     models.insert("embed".to_owned(), ModelHandle::embedder(Arc::new(Lengths)));
-    kiln_serve::serve(config, models).await
+    Ok(kiln_serve::serve(config, models).await?)
 }

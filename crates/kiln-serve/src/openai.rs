@@ -46,14 +46,14 @@ pub struct StreamOptions {
 pub struct SamplingFields {
     /// Softmax temperature (default 1; 0 is greedy).
     pub temperature: Option<f32>,
-    /// Nucleus sampling mass.
-    pub top_p: Option<f32>,
+    /// Nucleus sampling mass (f64 on the wire, so that a tiny positive value stays positive).
+    pub top_p: Option<f64>,
     /// Top-k filter (Kiln extension).
     pub top_k: Option<usize>,
     /// Min-p filter (Kiln extension).
     pub min_p: Option<f32>,
-    /// Repetition penalty (Kiln extension).
-    pub repetition_penalty: Option<f32>,
+    /// Repetition penalty (Kiln extension; f64 on the wire, as `top_p`).
+    pub repetition_penalty: Option<f64>,
     /// Presence penalty.
     pub presence_penalty: Option<f32>,
     /// Frequency penalty.
@@ -74,14 +74,23 @@ impl SamplingFields {
         let sampling = SamplingParams {
             temperature: self.temperature.unwrap_or(d.temperature),
             top_k: self.top_k.unwrap_or(d.top_k),
-            top_p: self.top_p.unwrap_or(d.top_p),
+            top_p: self.top_p.map_or(d.top_p, positive_f32),
             min_p: self.min_p.unwrap_or(d.min_p),
-            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            repetition_penalty: self
+                .repetition_penalty
+                .map_or(d.repetition_penalty, positive_f32),
             presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
             frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
             seed: self.seed,
         };
         sampling.validate()?;
+        // OpenAI's range; kiln-core itself allows any temperature.
+        if sampling.temperature > 2.0 {
+            return Err(ServeError::bad_request(
+                "temperature",
+                format!("must be in [0, 2], got {}", sampling.temperature),
+            ));
+        }
         let stop_strings = self
             .stop
             .clone()
@@ -100,6 +109,16 @@ impl SamplingFields {
                 ..StopConditions::default()
             },
         ))
+    }
+}
+
+/// A positive f64 as the nearest f32 that is still positive and finite (non-positive values and
+/// NaN go through unchanged, for the validation to name them).
+fn positive_f32(v: f64) -> f32 {
+    if v > 0.0 {
+        (v as f32).clamp(f32::MIN_POSITIVE, f32::MAX)
+    } else {
+        v as f32
     }
 }
 
@@ -283,8 +302,10 @@ pub fn messages_to_core(messages: &[MessageIn]) -> Result<Vec<ChatMessage>> {
             };
             let mut content = content_to_parts(&m.content)
                 .map_err(|msg| ServeError::bad_request(format!("messages[{i}].content"), msg))?;
-            for call in m.tool_calls.iter().flatten() {
-                let f = &call["function"];
+            for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                let param = || format!("messages[{i}].tool_calls[{j}]");
+                let f = check_function(call, true)
+                    .map_err(|msg| ServeError::bad_request(param(), msg))?;
                 let args: Value = match &f["arguments"] {
                     Value::String(s) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
                     v => v.clone(),
@@ -303,6 +324,56 @@ pub fn messages_to_core(messages: &[MessageIn]) -> Result<Vec<ChatMessage>> {
         .collect()
 }
 
+/// Checks a tool, a tool call or a named `tool_choice`: an object with an optional `"type":
+/// "function"` (required unless `type_optional`) and a `function` object with a string `name`
+/// (and, for calls, `arguments` as a string or an object). Returns the `function` object.
+///
+/// # Errors
+/// What is wrong, for a 400 naming the field.
+pub fn check_function(item: &Value, type_optional: bool) -> std::result::Result<&Value, String> {
+    let Value::Object(o) = item else {
+        return Err("must be an object".into());
+    };
+    match o.get("type") {
+        Some(Value::String(t)) if t == "function" => {}
+        None if type_optional => {}
+        None => return Err("`type` must be \"function\"".into()),
+        Some(other) => return Err(format!("`type` must be \"function\", not {other}")),
+    }
+    if let Some(id) = o.get("id")
+        && !id.is_string()
+    {
+        return Err("`id` must be a string".into());
+    }
+    let f = o.get("function").ok_or("`function` is missing")?;
+    let Value::Object(fo) = f else {
+        return Err("`function` must be an object".into());
+    };
+    if !fo.get("name").is_some_and(Value::is_string) {
+        return Err("`function.name` must be a string".into());
+    }
+    if let Some(a) = fo.get("arguments")
+        && !(a.is_string() || a.is_object())
+    {
+        return Err("`function.arguments` must be a JSON string or an object".into());
+    }
+    for (key, ok) in [
+        (
+            "description",
+            fo.get("description").is_none_or(Value::is_string),
+        ),
+        (
+            "parameters",
+            fo.get("parameters").is_none_or(Value::is_object),
+        ),
+    ] {
+        if !ok {
+            return Err(format!("`function.{key}` has the wrong type"));
+        }
+    }
+    Ok(f)
+}
+
 fn content_to_parts(content: &Value) -> std::result::Result<Vec<ContentPart>, String> {
     match content {
         Value::Null => Ok(Vec::new()),
@@ -311,7 +382,10 @@ fn content_to_parts(content: &Value) -> std::result::Result<Vec<ContentPart>, St
             .iter()
             .map(|p| match p["type"].as_str() {
                 Some("text") => Ok(ContentPart::Text {
-                    text: p["text"].as_str().unwrap_or_default().to_owned(),
+                    text: p["text"]
+                        .as_str()
+                        .ok_or("a text part needs a string `text`")?
+                        .to_owned(),
                 }),
                 Some("image_url") => {
                     let url = p["image_url"]["url"]

@@ -269,6 +269,33 @@ impl AppState {
         self.0.models.get(name)
     }
 
+    /// What the OpenAPI document says of this server: which models answer which operations,
+    /// and the limits.
+    #[must_use]
+    pub fn api_facts(&self) -> crate::openapi::ApiFacts {
+        let names = |keep: &dyn Fn(&ServedModel) -> bool| {
+            self.models()
+                .filter(|m| keep(m))
+                .map(|m| m.config.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut generation = names(&|m| m.engine.is_some());
+        generation.extend(self.config().routes.iter().map(|r| r.name.clone()));
+        crate::openapi::ApiFacts {
+            generation,
+            embedding: names(&|m| m.handle.embedder.is_some()),
+            embeds_images: self
+                .models()
+                .filter_map(|m| m.handle.embedder.as_ref())
+                .all(|e| e.supports_images()),
+            watermarked: names(&|m| m.config.watermark.is_some() && m.handle.tokenizer.is_some()),
+            adapter_models: names(&|m| {
+                m.handle.adapters.is_some() && m.config.adapters_dir.is_some()
+            }),
+            max_completion_tokens: self.config().server.max_completion_tokens,
+        }
+    }
+
     /// Every served model.
     pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
         self.0.models.values()

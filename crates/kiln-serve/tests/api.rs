@@ -592,6 +592,61 @@ async fn admin_loads_and_unloads_adapters_inside_adapters_dir() {
 }
 
 #[tokio::test]
+async fn malformed_tools_and_tool_calls_are_rejected_by_name() {
+    let (app, _, _) = single(Scripted::new("m", "ok"), "");
+    let user = json!({"role": "user", "content": "hi"});
+    for (extra, param) in [
+        (json!({"tools": [{"type": "function"}]}), "tools[0]"),
+        (
+            json!({"tools": [{"type": "retrieval", "function": {"name": "f"}}]}),
+            "tools[0]",
+        ),
+        (
+            json!({"tools": [{"type": "function", "function": {"name": 3}}]}),
+            "tools[0]",
+        ),
+        (json!({"tool_choice": "sometimes"}), "tool_choice"),
+        (json!({"tool_choice": {"type": "function"}}), "tool_choice"),
+    ] {
+        let mut body = json!({"model": "m", "messages": [user]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, _, v) = post_json(&app, "/v1/chat/completions", None, &body).await;
+        assert_eq!(
+            (s, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{body}"
+        );
+    }
+    let messages =
+        json!([user, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function"}]}]);
+    let body = json!({"model": "m", "messages": messages});
+    let (s, _, v) = post_json(&app, "/v1/chat/completions", None, &body).await;
+    assert_eq!(s, 400);
+    assert_eq!(v["error"]["param"], "messages[1].tool_calls[0]");
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]});
+    let (s, _, v) = post_json(&app, "/v1/chat/completions", None, &body).await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("messages[0].content"))
+    );
+    // A tiny positive top_p stays positive (it is read as f64); temperature is OpenAI's [0, 2].
+    let mut body = chat("hi");
+    body["top_p"] = json!(5e-324);
+    assert_eq!(
+        post_json(&app, "/v1/chat/completions", None, &body).await.0,
+        200
+    );
+    body["temperature"] = json!(2.5);
+    let (s, _, v) = post_json(&app, "/v1/chat/completions", None, &body).await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("temperature"))
+    );
+}
+
+#[tokio::test]
 async fn health_ready_metrics_openapi() {
     let (app, state, _) = single(Scripted::new("m", "ok"), "");
     let (s, _, _) = send(&app, get("/health", None)).await;
@@ -621,16 +676,29 @@ async fn health_ready_metrics_openapi() {
     for p in [
         "/v1/chat/completions",
         "/v1/completions",
-        "/v1/embeddings",
         "/v1/models",
         "/v1/usage",
-        "/v1/watermark/detect",
         "/health",
         "/ready",
         "/metrics",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p}");
     }
+    // The document describes this server: one generator without embeddings, a watermark or
+    // run-time adapters, so those operations are not offered, and `model` names what answers.
+    for p in [
+        "/v1/embeddings",
+        "/v1/watermark/detect",
+        "/v1/admin/adapters",
+    ] {
+        assert!(doc["paths"].get(p).is_none(), "{p}");
+    }
+    let props = &doc["components"]["schemas"]["ChatRequest"]["properties"];
+    assert_eq!(props["model"]["anyOf"][0]["enum"], json!(["m"]));
+    assert_eq!(
+        props["max_tokens"]["maximum"],
+        state.config().server.max_completion_tokens
+    );
     // Every $ref points at a schema that exists.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

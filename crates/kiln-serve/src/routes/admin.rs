@@ -3,6 +3,7 @@
 //! file outside it.
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -46,8 +47,9 @@ fn manager<'a>(
 pub(super) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<AdapterBody>,
+    query: std::result::Result<Query<AdapterBody>, QueryRejection>,
 ) -> Result<Response> {
+    let Query(q) = query.map_err(|e| ServeError::bad_request("model", e.body_text()))?;
     let (_, m) = manager(&state, &headers, &q.model)?;
     Ok(json_response(
         json!({"model": q.model, "adapters": m.adapters()}),

@@ -31,9 +31,23 @@ pub(super) async fn handler(
     // A named function (`{"type": "function", ...}`) must be called, like "required".
     let tool_choice = match &req.tool_choice {
         None => "auto",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => "required",
+        Some(Value::String(s)) if matches!(s.as_str(), "none" | "auto" | "required") => s.as_str(),
+        Some(Value::String(s)) => {
+            return Err(ServeError::bad_request(
+                "tool_choice",
+                format!("`{s}` is not none, auto or required"),
+            ));
+        }
+        Some(named) => {
+            openai::check_function(named, false)
+                .map_err(|msg| ServeError::bad_request("tool_choice", msg))?;
+            "required"
+        }
     };
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        openai::check_function(tool, false)
+            .map_err(|msg| ServeError::bad_request(format!("tools[{i}]"), msg))?;
+    }
     let tools = req
         .tools
         .as_deref()

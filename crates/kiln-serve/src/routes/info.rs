@@ -143,6 +143,6 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /openapi.json`.
-pub(super) async fn openapi() -> Response {
-    axum::Json(crate::openapi::document()).into_response()
+pub(super) async fn openapi(State(state): State<AppState>) -> Response {
+    axum::Json(crate::openapi::document(&state.api_facts())).into_response()
 }
