@@ -39,6 +39,14 @@ const NAME: &str = "chat_template";
 /// assert_eq!(t.render(&input)?, "<|user|>Hi\n<|assistant|>");
 /// # Ok::<(), kiln_prompt::Error>(())
 /// ```
+/// The most template instructions one render may run: far above what a chat template needs for
+/// a long conversation with tools, and it stops a template that loops for ever (a chat template
+/// is outside input: it comes from the model file).
+pub const RENDER_FUEL: u64 = 20_000_000;
+
+/// The most bytes one render may write.
+pub const MAX_RENDER_BYTES: usize = 64 << 20;
+
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -57,6 +65,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", json::tojson_filter);
@@ -116,8 +125,14 @@ impl ChatTemplate {
         if let Some(eos) = &input.eos_token {
             ctx.insert("eos_token".into(), Value::String(eos.clone()));
         }
-        tmpl.render(minijinja::Value::from_serialize(&ctx))
-            .map_err(|e| Error::from_jinja(NAME, &e))
+        let mut out = LimitedWriter(Vec::new());
+        tmpl.render_captured_to(minijinja::Value::from_serialize(&ctx), &mut out)
+            .map_err(|e| Error::from_jinja(NAME, &e))?;
+        String::from_utf8(out.0).map_err(|_| Error::Template {
+            name: NAME.into(),
+            line: None,
+            message: "the output is not UTF-8".into(),
+        })
     }
 
     /// Renders kiln-core chat messages: a shortcut for [`RenderInput::from_chat`] and
@@ -159,6 +174,24 @@ fn alias_reasoning(message: &Value) -> Value {
     }
     out.insert("reasoning_content".into(), r.clone());
     Value::Object(out)
+}
+
+/// A buffer that refuses to grow past [`MAX_RENDER_BYTES`].
+struct LimitedWriter(Vec<u8>);
+
+impl std::io::Write for LimitedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDER_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the rendered prompt would exceed {MAX_RENDER_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Everything a chat template is rendered with. Build it with [`RenderInput::new`] or

@@ -123,3 +123,20 @@ fn builtin_names() {
         ChatTemplate::new(t.source()).unwrap();
     }
 }
+
+#[test]
+fn a_template_that_loops_for_ever_runs_out_of_fuel() {
+    let t = ChatTemplate::new(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+    )
+    .unwrap();
+    let err = t.render(&RenderInput::default()).unwrap_err().to_string();
+    assert!(err.contains("fuel"), "{err}");
+}
+
+#[test]
+fn a_template_that_writes_without_bound_is_stopped() {
+    let t = ChatTemplate::new("{% for a in range(100) %}{{ 'x' * 10000000 }}{% endfor %}").unwrap();
+    let err = t.render(&RenderInput::default()).unwrap_err().to_string();
+    assert!(err.contains("exceed"), "{err}");
+}
