@@ -22,9 +22,48 @@ pub const CONFIG_FILE: &str = "adapter_config.json";
 /// The weights file name PEFT uses.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 const PREFIX: &str = "base_model.model.";
+/// The safetensors metadata entry in which [`LoraAdapter::save`] keeps a copy of the config it
+/// writes next to the weights (see [`LoraAdapter::save`] for why).
+pub const CONFIG_METADATA: &str = "kiln.adapter_config";
 
 /// A factor's data and shape as read.
 type Factor = (Vec<f32>, Vec<usize>);
+
+/// The config a save interrupted between its two renames wrote into the weights' metadata: the
+/// weights carry [`CONFIG_METADATA`], the config file is not newer than them and says something
+/// else. `None` for a consistent directory (or one not written by Kiln).
+fn interrupted_save(dir: &Path) -> Option<String> {
+    let weights = dir.join(WEIGHTS_FILE);
+    let config = dir.join(CONFIG_FILE);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let weights_time = modified(&weights)?;
+    if modified(&config).is_some_and(|t| t > weights_time) {
+        return None;
+    }
+    let saved = safetensors_metadata(&weights)?.remove(CONFIG_METADATA)?;
+    let on_disk = std::fs::read_to_string(&config).ok();
+    let same = on_disk.as_deref().is_some_and(|text| {
+        serde_json::from_str::<serde_json::Value>(text).ok()
+            == serde_json::from_str::<serde_json::Value>(&saved).ok()
+    });
+    (!same).then_some(saved)
+}
+
+/// The `__metadata__` of a safetensors file, reading only its header.
+fn safetensors_metadata(path: &Path) -> Option<std::collections::HashMap<String, String>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    if len > 100 << 20 {
+        return None;
+    }
+    let mut header = vec![0u8; len];
+    f.read_exact(&mut header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    serde_json::from_value(value.get("__metadata__")?.clone()).ok()
+}
 
 /// A linear module of a base model that an adapter may target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,8 +237,11 @@ impl LoraAdapter {
     /// ranks that contradict the config; each error names the file and the tensor.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let config = LoraConfig::from_file(&dir.join(CONFIG_FILE))?;
         let weights = dir.join(WEIGHTS_FILE);
+        let config = match interrupted_save(dir) {
+            Some(saved) => LoraConfig::from_json(&saved, &weights.display().to_string())?,
+            None => LoraConfig::from_file(&dir.join(CONFIG_FILE))?,
+        };
         if !weights.exists() && dir.join("adapter_model.bin").exists() {
             return Err(Error::Unsupported {
                 path: dir.join("adapter_model.bin").display().to_string(),
@@ -304,14 +346,23 @@ impl LoraAdapter {
         })
     }
 
-    /// Writes the adapter as PEFT does; each file goes to a temporary name first and is renamed,
-    /// so a crash never leaves a half-written file (the weights are replaced before the config).
+    /// Writes the adapter as PEFT does. Each file goes to a temporary name first and is renamed,
+    /// so a crash never leaves a half-written file; the weights are replaced before the config,
+    /// and carry a copy of the config in their metadata ([`CONFIG_METADATA`]). A crash between
+    /// the two renames leaves the new weights beside the old config: [`LoraAdapter::load`]
+    /// recognises that (the config file is older than the weights and differs from their copy)
+    /// and loads the new adapter whole, and the next save repairs the file. A config edited by
+    /// hand after a save is newer than the weights and is used as it is.
     ///
     /// # Errors
     /// I/O errors naming the file.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let config_json = self.config.to_json()?;
+        for file in [WEIGHTS_FILE, CONFIG_FILE] {
+            kiln_core::fs::remove_stale_temporaries(&dir.join(file));
+        }
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (module, w) in &self.modules {
             let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
@@ -326,9 +377,13 @@ impl LoraAdapter {
                 bytes(&w.b),
             ));
         }
-        let data = crate::io::serialize_f32(&tensors, "adapter")?;
+        let data = crate::io::serialize_f32_with(
+            &tensors,
+            "adapter",
+            &[(CONFIG_METADATA, config_json.clone())],
+        )?;
         write_atomic(&dir.join(WEIGHTS_FILE), &data)?;
-        write_atomic(&dir.join(CONFIG_FILE), self.config.to_json()?.as_bytes())?;
+        write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
         Ok(())
     }
 
@@ -447,6 +502,52 @@ mod tests {
     }
 
     #[test]
+    fn a_save_cut_between_its_two_renames_loads_the_new_adapter_whole() {
+        let adapter = |r: usize, alpha: f64, seed: u64| {
+            let config = LoraConfig {
+                r,
+                lora_alpha: alpha,
+                init_lora_weights: InitLoraWeights::Bool(false),
+                ..LoraConfig::default()
+            };
+            LoraAdapter::init("t", config, &modules(), seed).unwrap()
+        };
+        let (old, new) = (adapter(2, 4.0, 1), adapter(4, 16.0, 2));
+        let dir = tempfile::tempdir().unwrap();
+        old.save(dir.path()).unwrap();
+        let old_config = std::fs::read(dir.path().join(CONFIG_FILE)).unwrap();
+        // The torn state: the new weights renamed into place, the old config still there (and
+        // older than the weights).
+        let staging = tempfile::tempdir().unwrap();
+        new.save(staging.path()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::copy(
+            staging.path().join(WEIGHTS_FILE),
+            dir.path().join(WEIGHTS_FILE),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(CONFIG_FILE)).unwrap(),
+            old_config
+        );
+        let loaded = LoraAdapter::load(dir.path()).unwrap();
+        assert_eq!(loaded.modules, new.modules);
+        assert_eq!((loaded.config.r, loaded.config.lora_alpha), (4, 16.0));
+        // A config edited by hand after the save is newer than the weights: it is used as is.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let edited = new.config.to_json().unwrap().replace("16.0", "8.0");
+        assert!(edited.contains("8.0"));
+        std::fs::write(dir.path().join(CONFIG_FILE), edited).unwrap();
+        let loaded = LoraAdapter::load(dir.path()).unwrap();
+        assert_eq!(loaded.config.lora_alpha, 8.0);
+        // Weights written by another tool (no copy of the config) load with the config file.
+        assert!(
+            safetensors_metadata(&dir.path().join(WEIGHTS_FILE))
+                .is_some_and(|m| m.contains_key(CONFIG_METADATA))
+        );
+    }
+
+    #[test]
     fn delta_equals_add_to() {
         let config = LoraConfig {
             r: 2,
@@ -493,7 +594,7 @@ mod tests {
             vec![2, 8],
             vec![0u8; 64],
         )];
-        let bytes = crate::io::serialize_f32(&tensors, "t").unwrap();
+        let bytes = crate::io::serialize_f32_with(&tensors, "t", &[]).unwrap();
         let e = LoraAdapter::from_parts("t", LoraConfig::default(), &bytes, "w.safetensors")
             .unwrap_err()
             .to_string();

@@ -29,10 +29,11 @@ pub(crate) fn read_f32(view: &TensorView<'_>) -> std::result::Result<Vec<f32>, S
 }
 
 /// Serialises `(name, shape, little-endian f32 bytes)` triples as a safetensors file with PEFT's
-/// `{"format": "pt"}` metadata.
-pub(crate) fn serialize_f32(
+/// `{"format": "pt"}` metadata, and the `extra` metadata entries.
+pub(crate) fn serialize_f32_with(
     tensors: &[(String, Vec<usize>, Vec<u8>)],
     what: &str,
+    extra: &[(&str, String)],
 ) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
@@ -42,7 +43,10 @@ pub(crate) fn serialize_f32(
                 .map_err(|e| Error::Invalid(format!("{what}: tensor `{n}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let mut meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    for (k, v) in extra {
+        meta.insert((*k).to_string(), v.clone());
+    }
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 

@@ -24,7 +24,9 @@ mod federated;
 mod io;
 pub mod train;
 
-pub use adapter::{CONFIG_FILE, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE};
+pub use adapter::{
+    CONFIG_FILE, CONFIG_METADATA, LinearModule, LoraAdapter, LoraWeights, WEIGHTS_FILE,
+};
 pub use config::{LoraConfig, ModuleLora, TargetModules};
 pub use error::{Error, Result};
 pub use federated::average;
