@@ -14,7 +14,8 @@ KILN="$CARGO_TARGET_DIR/release/kiln"
 PORT="${PORT:-8098}"
 TMP=$(mktemp -d)
 SERVER=""
-trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$TMP"' EXIT
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; if [ -n "${KILN_LOG_DIR:-}" ]; then for f in "$TMP"/*.log; do [ -f "$f" ] && cp "$f" "$KILN_LOG_DIR/serve-kiln-$(basename "$f")"; done; fi; rm -rf "$TMP"; }
+trap cleanup EXIT
 
 # A CLIP directory in Hugging Face's layout with CLIP's real tokenizer.
 cp "$ASSETS/skimage/astronaut.png" "$ASSETS/skimage/coffee.png" "$TMP/"
@@ -80,4 +81,33 @@ done
 python3 scripts/openai-kiln-check.py "http://127.0.0.1:$PORT/v1" "$(pwd)/tests/fixtures/llava/chat_tiny/picture.png" \
   || { tail -20 "$TMP/serve.log"; exit 1; }
 # No key and no unmasked secret in the server's log.
+if grep -q "sk-kiln-" "$TMP/serve.log"; then echo "a key appeared in the server log"; exit 1; fi
+
+# Configuration reload (issue 9): a broken config file and SIGHUP leave the running config in
+# force; a good one rotates a key at once; both counted in kiln_config_reloads_total.
+status() { # KEY -> HTTP status of GET /v1/models
+  python3 - "$PORT" "$1" <<'PY'
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/models", headers={"Authorization": f"Bearer {sys.argv[2]}"})
+try:
+    print(urllib.request.urlopen(req).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+PY
+}
+cp "$TMP/kiln.toml" "$TMP/kiln.good"
+printf '[[models]\nname = \n' > "$TMP/kiln.toml"
+kill -HUP $SERVER; sleep 1
+kill -0 $SERVER || { echo "the server died on a bad reload"; exit 1; }
+[ "$(status sk-kiln-full)" = 200 ] || { echo "a bad reload changed the running config"; exit 1; }
+grep -q "reload rejected" "$TMP/serve.log" || { echo "the rejected reload was not logged"; exit 1; }
+sed "s/$(hash sk-kiln-full)/$(hash sk-kiln-rotated)/" "$TMP/kiln.good" > "$TMP/kiln.toml"
+kill -HUP $SERVER; sleep 1
+[ "$(status sk-kiln-rotated)" = 200 ] && [ "$(status sk-kiln-full)" = 401 ] \
+  || { echo "the reload did not rotate the key"; tail -5 "$TMP/serve.log"; exit 1; }
+metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$PORT/metrics').read().decode())")
+echo "$metrics" | grep -q 'kiln_config_reloads_total{result="ok"} 1' \
+  && echo "$metrics" | grep -q 'kiln_config_reloads_total{result="rejected"} 1' \
+  || { echo "reloads not counted"; echo "$metrics" | grep reload; exit 1; }
+echo "config reload: a bad file kept the running config, a good one rotated a key"
 if grep -q "sk-kiln-" "$TMP/serve.log"; then echo "a key appeared in the server log"; exit 1; fi

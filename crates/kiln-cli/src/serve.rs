@@ -162,6 +162,23 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(kiln_serve::serve(config, handles))?;
+    // SIGHUP (or POST /v1/admin/reload) reads the config file again, with the same overrides.
+    let source = args.config.clone().map(|file| {
+        let (host, port) = (args.host.clone(), args.port);
+        move || {
+            let mut c = ServeConfig::from_file(&file)?;
+            if let Some(h) = &host {
+                c.server.host.clone_from(h);
+            }
+            if let Some(p) = port {
+                c.server.port = p;
+            }
+            Ok(c)
+        }
+    });
+    match source {
+        Some(source) => runtime.block_on(kiln_serve::serve_reloading(config, handles, source))?,
+        None => runtime.block_on(kiln_serve::serve(config, handles))?,
+    }
     Ok(())
 }

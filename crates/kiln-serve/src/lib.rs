@@ -100,6 +100,25 @@ pub async fn serve(config: ServeConfig, models: BTreeMap<String, ModelHandle>) -
     serve_with(config, models, |_| axum::Router::new()).await
 }
 
+/// Like [`serve`], and the configuration can be replaced while serving: `source` reads it again
+/// (typically from the same file) on SIGHUP and on `POST /v1/admin/reload`; see
+/// [`AppState::reload`] for what a reload may change.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_reloading(
+    config: ServeConfig,
+    models: BTreeMap<String, ModelHandle>,
+    source: impl Fn() -> Result<ServeConfig> + Send + Sync + 'static,
+) -> Result<()> {
+    serve_with(config, models, move |state| {
+        state.set_config_source(source);
+        reload_on_sighup(state);
+        axum::Router::new()
+    })
+    .await
+}
+
 /// Like [`serve`], with more routes next to [`app`]'s: `extra` gets the state (for
 /// [`AppState::authenticate`]) and returns a router that is merged in (kiln-retail adds its web
 /// chat page and feedback endpoint this way).
@@ -146,7 +165,7 @@ pub async fn serve_router(
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    if !state.0.keys.enabled() {
+    if !state.policy().keys.enabled() {
         tracing::warn!(
             "no API keys configured: authentication is OFF, anyone who can reach the port can use it"
         );
@@ -176,6 +195,33 @@ pub async fn serve_router(
         () = deadline => tracing::warn!("grace period over: in-flight requests abandoned"),
     }
     Ok(())
+}
+
+/// Reloads `state`'s configuration (see [`AppState::reload_config`]) on every SIGHUP, for as long
+/// as the runtime runs; call it from inside the runtime (for example in [`serve_with`]'s `extra`).
+pub fn reload_on_sighup(state: &AppState) {
+    #[cfg(unix)]
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("cannot listen for SIGHUP: configuration reload by signal is off");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match state.reload_config() {
+                    Ok(changed) => say(&format!("configuration reloaded ({changed:?} changed)")),
+                    Err(e) => say(&format!(
+                        "configuration reload rejected, the running configuration is kept: {e}"
+                    )),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Writes a line for the operator on stderr, ignoring a closed stderr (`eprintln!` would panic).

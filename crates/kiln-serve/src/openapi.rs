@@ -22,6 +22,8 @@ pub struct ApiFacts {
     pub adapter_models: Vec<String>,
     /// `server.max_completion_tokens`.
     pub max_completion_tokens: usize,
+    /// Whether the server was started from a configuration file it can read again.
+    pub reloadable: bool,
 }
 
 /// The pattern of an adapter name (see [`crate::state::AppState::adapter_dir`]).
@@ -293,6 +295,11 @@ pub fn document(facts: &ApiFacts) -> Value {
         paths["/v1/admin/adapters/load"] = json!({"post": op("Load an adapter from adapters_dir (admin)", Some("AdapterRequest"), "Adapters", false)});
         paths["/v1/admin/adapters/unload"] = json!({"post": op("Unload an adapter (admin)", Some("AdapterRequest"), "Adapters", false)});
     }
+    if facts.reloadable {
+        paths["/v1/admin/reload"] = json!({"post": op(
+            "Read the configuration file again and apply it (admin; as SIGHUP). A rejected one is a 400 and the running one is kept",
+            None, "Reloaded", false)});
+    }
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Kiln serve", "version": env!("CARGO_PKG_VERSION"),
@@ -335,6 +342,8 @@ pub fn document(facts: &ApiFacts) -> Value {
                 "Detection": {"type": "object", "properties": {"model": {"type": "string"}, "z_score": {"type": "number"}, "watermarked": {"type": "boolean"},
                     "scored_tokens": {"type": "integer"}, "green_tokens": {"type": "integer"}, "gamma": {"type": "number"}, "z_threshold": {"type": "number"}}},
                 "AdapterRequest": object(&["model", "name"], json!({"model": model_enum(&facts.adapter_models, "a model that loads adapters at run time"), "name": {"type": "string", "pattern": ADAPTER_NAME}})),
+                "Reloaded": {"type": "object", "properties": {"reloaded": {"type": "boolean"},
+                    "changed": {"type": "array", "items": {"type": "string", "enum": ["routes", "roles", "keys", "pii", "filters"]}}}},
                 "Adapters": {"type": "object", "properties": {"model": {"type": "string"}, "adapters": {"type": "array", "items": {"type": "string"}}}},
             }
         }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use kiln_core::{BatchGenerator, Embedder, GenerationOutput, TextGenerator, Tokenizer};
@@ -135,19 +135,71 @@ pub type CachedOutputs = Arc<Vec<GenerationOutput>>;
 #[derive(Debug, Clone)]
 pub struct AppState(pub(crate) Arc<Inner>);
 
+/// What a configuration reload replaces: the configuration and everything built from its keys,
+/// roles, routes, PII and filter sections.
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub config: ServeConfig,
+pub(crate) struct Policy {
+    pub config: Arc<ServeConfig>,
     pub keys: KeyStore,
+    pub filter: Arc<OutputFilter>,
+    pub pii_kinds: Vec<PiiKind>,
+}
+
+impl Policy {
+    fn build(config: ServeConfig) -> Result<Self> {
+        let pii_kinds = config
+            .pii
+            .kinds
+            .iter()
+            .filter_map(|k| PiiKind::from_name(k))
+            .collect();
+        Ok(Self {
+            keys: KeyStore::new(&config)?,
+            filter: Arc::new(OutputFilter::new(&config.filters)?),
+            pii_kinds,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// A configuration refused by a reload: the admin's request is at fault (400 naming the field),
+/// not the running server.
+fn rejected(e: ServeError) -> ServeError {
+    match e {
+        ServeError::Config { field, message } => ServeError::BadRequest {
+            message: format!("config `{field}`: {message}; the running configuration is kept"),
+            param: Some(field),
+        },
+        ServeError::Io { path, source } => ServeError::BadRequest {
+            message: format!("{path}: {source}; the running configuration is kept"),
+            param: Some("config".into()),
+        },
+        other => other,
+    }
+}
+
+/// Where [`AppState::reload_config`] reads the configuration again.
+type ConfigSource = Box<dyn Fn() -> Result<ServeConfig> + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub policy: RwLock<Arc<Policy>>,
+    pub config_source: OnceLock<ConfigSource>,
     pub limiter: Limiter,
     pub models: BTreeMap<String, ServedModel>,
     pub metrics: Arc<Metrics>,
     pub cache: ResponseCache<CachedOutputs>,
     pub costs: CostTracker,
-    pub filter: Arc<OutputFilter>,
-    pub pii_kinds: Vec<PiiKind>,
     pub ready: AtomicBool,
     pub next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("models", &self.models.keys().collect::<Vec<_>>())
+            .field("reloadable", &self.config_source.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -207,27 +259,19 @@ impl AppState {
                 format!("a model `{extra}` was loaded but is not configured"),
             ));
         }
-        let pii_kinds = config
-            .pii
-            .kinds
-            .iter()
-            .filter_map(|k| PiiKind::from_name(k))
-            .collect();
         Ok(Self(Arc::new(Inner {
-            keys: KeyStore::new(&config)?,
             limiter: Limiter::from_config(&config.server)?,
             cache: ResponseCache::new(
                 config.server.cache_entries,
                 Duration::from_secs(config.server.cache_ttl_secs),
             ),
             costs: CostTracker::new(config.budget.clone(), metrics.clone()),
-            filter: Arc::new(OutputFilter::new(&config.filters)?),
-            pii_kinds,
+            policy: RwLock::new(Arc::new(Policy::build(config)?)),
+            config_source: OnceLock::new(),
             models,
             metrics,
             ready: AtomicBool::new(true),
             next_id: AtomicU64::new(1),
-            config,
         })))
     }
 
@@ -248,13 +292,110 @@ impl AppState {
     /// # Errors
     /// [`ServeError::Unauthorized`] for a missing or unknown key.
     pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<crate::auth::Principal> {
-        self.0.keys.authenticate(headers)
+        self.policy().keys.authenticate(headers)
     }
 
-    /// The configuration.
+    /// The configuration in force (a reload may replace it; hold the `Arc` for one request).
     #[must_use]
-    pub fn config(&self) -> &ServeConfig {
-        &self.0.config
+    pub fn config(&self) -> Arc<ServeConfig> {
+        self.policy().config.clone()
+    }
+
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.0
+            .policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the configuration of a running server: keys, roles, routes, PII masking and
+    /// output filters take effect for the next request; rate-limit windows, the cost ledger and
+    /// the cache are kept. `server`, `models` and `budget` change only on restart. Returns the
+    /// sections that changed.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] naming the field at fault; the running configuration is then kept
+    /// as it was.
+    pub fn reload(&self, config: ServeConfig) -> Result<Vec<&'static str>> {
+        let outcome = self.try_reload(config).map_err(rejected);
+        let result = if outcome.is_ok() { "ok" } else { "rejected" };
+        self.0
+            .metrics
+            .inc("kiln_config_reloads_total", vec![("result", result.into())]);
+        match &outcome {
+            Ok(changed) => tracing::info!(?changed, "configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept")
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self, config: ServeConfig) -> Result<Vec<&'static str>> {
+        config.validate()?;
+        let old = self.config();
+        for (field, same) in [
+            ("server", old.server == config.server),
+            ("models", old.models == config.models),
+            ("budget", old.budget == config.budget),
+        ] {
+            if !same {
+                return Err(ServeError::config(
+                    field,
+                    "changes only on restart (a reload replaces keys, roles, routes, pii and filters)",
+                ));
+            }
+        }
+        let changed = [
+            ("routes", old.routes != config.routes),
+            ("roles", old.roles != config.roles),
+            ("keys", old.keys != config.keys),
+            ("pii", old.pii != config.pii),
+            ("filters", old.filters != config.filters),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect();
+        let policy = Arc::new(Policy::build(config)?);
+        *self
+            .0
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy;
+        Ok(changed)
+    }
+
+    /// Sets where [`AppState::reload_config`] reads the configuration (once; `kiln serve` reads
+    /// its `--config` file again, with the same command-line overrides).
+    pub fn set_config_source(
+        &self,
+        source: impl Fn() -> Result<ServeConfig> + Send + Sync + 'static,
+    ) {
+        let _ = self.0.config_source.set(Box::new(source));
+    }
+
+    /// Reads the configuration from its source again and [reloads](AppState::reload) it (on
+    /// SIGHUP, or `POST /v1/admin/reload`).
+    ///
+    /// # Errors
+    /// No source was set, it cannot be read, or the reload is rejected; the running
+    /// configuration is kept.
+    pub fn reload_config(&self) -> Result<Vec<&'static str>> {
+        let source = self.0.config_source.get().ok_or_else(|| {
+            ServeError::bad_request("config", "this server was started without a config file")
+        })?;
+        match source().map_err(rejected) {
+            Ok(config) => self.reload(config),
+            Err(e) => {
+                self.0.metrics.inc(
+                    "kiln_config_reloads_total",
+                    vec![("result", "rejected".into())],
+                );
+                tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept");
+                Err(e)
+            }
+        }
     }
 
     /// The metrics registry.
@@ -293,6 +434,7 @@ impl AppState {
                 m.handle.adapters.is_some() && m.config.adapters_dir.is_some()
             }),
             max_completion_tokens: self.config().server.max_completion_tokens,
+            reloadable: self.0.config_source.get().is_some(),
         }
     }
 

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,7 +27,7 @@ fn manager<'a>(
     headers: &HeaderMap,
     model: &str,
 ) -> Result<(&'a ServedModel, &'a dyn AdapterManager)> {
-    let principal = state.0.keys.authenticate(headers)?;
+    let principal = state.authenticate(headers)?;
     principal.require_admin()?;
     let served = state.model(model).ok_or_else(|| ServeError::NotFound {
         message: format!("the model `{model}` does not exist"),
@@ -94,4 +94,15 @@ pub(super) async fn unload(
         json!({"model": b.model, "unloaded": b.name, "adapters": m.adapters()}),
         &b.model,
     ))
+}
+
+/// `POST /v1/admin/reload`: reads the configuration file again and applies it (as SIGHUP does).
+/// A configuration that does not validate, or that changes what only a restart can, is a 400
+/// naming the field, and the running configuration stays in force.
+pub(super) async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let principal = state.authenticate(&headers)?;
+    principal.require_admin()?;
+    let changed = state.reload_config()?;
+    tracing::info!(key = %principal.name, ?changed, "admin reload");
+    Ok(axum::Json(json!({"reloaded": true, "changed": changed})).into_response())
 }

@@ -54,7 +54,7 @@ pub(super) async fn handler(
         ));
     }
     if state.config().pii.enabled {
-        let mut masker = Masker::new(state.0.pii_kinds.clone());
+        let mut masker = Masker::new(state.policy().pii_kinds.clone());
         for i in &mut inputs {
             if let EmbeddingInput::Text(t) = i {
                 *t = masker.mask(t);

@@ -82,11 +82,12 @@ pub(crate) fn resolve(state: &AppState, principal: &Principal, model: &str) -> R
 /// Masks the prompt's text when PII masking is on; returns the restorer when replies are to be
 /// restored.
 pub(crate) fn mask_prompt(state: &AppState, prompt: &mut Prompt) -> Option<Restorer> {
-    let pii = &state.config().pii;
+    let config = state.config();
+    let pii = &config.pii;
     if !pii.enabled {
         return None;
     }
-    let mut masker = Masker::new(state.0.pii_kinds.clone());
+    let mut masker = Masker::new(state.policy().pii_kinds.clone());
     match prompt {
         Prompt::Text(t) => *t = masker.mask(t),
         Prompt::Chat(messages) => {
@@ -400,7 +401,7 @@ pub(crate) fn finish_choice(
     tools: bool,
     request_id: &str,
 ) -> Choice {
-    let filtered = state.0.filter.apply(&out.text);
+    let filtered = state.policy().filter.apply(&out.text);
     count_filter(state, filtered.blocked_by.as_deref(), &filtered.redactions);
     let text = restorer.map_or(filtered.text.clone(), |r| r.restore(&filtered.text));
     let tool_calls = if tools && filtered.blocked_by.is_none() {

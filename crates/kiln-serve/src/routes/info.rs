@@ -28,7 +28,8 @@ fn visible_models(state: &AppState, headers: &HeaderMap) -> Result<Vec<Value>> {
             out.push(model_object(&m.config.name, kind));
         }
     }
-    for r in &state.config().routes {
+    let config = state.config();
+    for r in &config.routes {
         if principal.allow_model(&r.name, None).is_ok() {
             out.push(model_object(&r.name, "cascade"));
         }

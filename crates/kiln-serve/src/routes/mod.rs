@@ -42,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/adapters", get(admin::list))
         .route("/v1/admin/adapters/load", post(admin::load))
         .route("/v1/admin/adapters/unload", post(admin::unload))
+        .route("/v1/admin/reload", post(admin::reload))
         .route("/health", get(info::health))
         .route("/ready", get(info::ready))
         .route("/metrics", get(info::metrics))
@@ -113,7 +114,7 @@ pub(crate) fn authorize(
     headers: &HeaderMap,
     endpoint: &str,
 ) -> Result<Principal> {
-    let principal = state.0.keys.authenticate(headers)?;
+    let principal = state.authenticate(headers)?;
     principal.allow_endpoint(endpoint)?;
     Ok(principal)
 }

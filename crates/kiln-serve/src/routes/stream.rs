@@ -119,7 +119,7 @@ pub(crate) async fn respond(p: StreamParams) -> Result<Response> {
         .into_iter()
         .map(|source| ChoiceStream {
             source,
-            filter: p.state.0.filter.stream(),
+            filter: p.state.policy().filter.stream(),
             restorer: p.restorer.clone(),
             started: false,
             finished: false,
