@@ -19,7 +19,7 @@ CLIP="$CACHE/runs/clip-fashion"
 TMP=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; if [ -n "${KILN_LOG_DIR:-}" ]; then for f in "$TMP"/*.log; do [ -f "$f" ] && cp "$f" "$KILN_LOG_DIR/retail-$(basename "$f")"; done; fi; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 "$KILN" retail serve --port "$PORT" --clip "$CLIP" --fashion-mnist "$ASSETS/fashion-mnist" \

@@ -19,7 +19,7 @@ LOG="$(mktemp)"
 RUST_LOG=info "$BIN" "$PORT" >"$LOG" 2>&1 &
 PID=$!
 WORK="$(mktemp -d)"
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK" "$LOG"' EXIT
+trap 'kill $PID 2>/dev/null || true; [ -n "${KILN_LOG_DIR:-}" ] && cp "$LOG" "$KILN_LOG_DIR/schemathesis-server.log"; rm -rf "$WORK" "$LOG"' EXIT
 for _ in $(seq 100); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health')" 2>/dev/null && break
   sleep 0.1

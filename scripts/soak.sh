@@ -16,7 +16,7 @@ MODEL="$ASSETS/SmolLM2-135M-Instruct.Q4_1.gguf"
 TMP=$(mktemp -d)
 OUT="${3:-$TMP/soak.json}"
 SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null || true; if [ -n "${KILN_LOG_DIR:-}" ]; then for f in "$TMP"/*.log; do [ -f "$f" ] && cp "$f" "$KILN_LOG_DIR/soak-$(basename "$f")"; done; fi; rm -rf "$TMP"; }
 trap cleanup EXIT
 
 # A LoRA adapter for SmolLM2 (two training steps on the retail intents; cached).

@@ -3,6 +3,11 @@
 # formatting, lints and the whole workspace's tests in release mode (the model tests are compute-bound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything the suite prints, and the logs of every server the scripts start, go to one folder
+# that is scanned for keys and personal data at the end (issue 9).
+export KILN_LOG_DIR="${KILN_LOG_DIR:-$(mktemp -d -t kiln-test-logs.XXXXXX)}"
+mkdir -p "$KILN_LOG_DIR"
+exec > >(tee "$KILN_LOG_DIR/test-suite.log") 2>&1
 
 bash scripts/fetch-assets.sh >/dev/null
 cargo fmt --all -- --check
@@ -27,3 +32,8 @@ bash scripts/deploy-check.sh
 # Reliability (issue 9): panics, RBAC and faults are in kiln-serve's tests; the soak test runs the
 # real server under concurrent mixed traffic (45 s here; docs/RELIABILITY.md has a longer run).
 bash scripts/soak.sh 45 6
+# Fuzzing (issue 9): every parser of outside input, 20 s each here (docs/RELIABILITY.md has longer
+# runs); the saved inputs are replayed by `cargo test -p kiln-fuzz` above.
+bash scripts/fuzz.sh "${KILN_FUZZ_SECONDS:-20}"
+# The whole suite's output and every server log: no key and no personal data.
+python3 tools/scan_logs.py "$KILN_LOG_DIR"/*.log

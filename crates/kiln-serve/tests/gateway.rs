@@ -684,6 +684,8 @@ role = "bigchat"
         )
         .await;
         assert_eq!(s == 403, !admin, "{key} admin load: {s} {v}");
+        let (s, _, v) = post_json(&fx.app, "/v1/admin/reload", Some(key), &json!({})).await;
+        assert_eq!(s == 403, !admin, "{key} admin reload: {s} {v}");
         let (s, _, _) = post_json(
             &fx.app,
             "/v1/watermark/detect",
@@ -704,7 +706,7 @@ role = "bigchat"
                 "{key} {path}"
             );
         }
-        checked += 6;
+        checked += 7;
     }
-    assert_eq!(checked, 5 * (4 * 3 + 6));
+    assert_eq!(checked, 5 * (4 * 3 + 7));
 }
