@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two `kiln serve` processes sharing one Redis enforce one per-key limit together (issue 9): a key
 # allowed 3 requests a minute gets 3 answers across both replicas, then 429 with Retry-After from
-# either; its window lives in Redis. Installs Debian's redis-server when missing and runs it on
+# either; its window lives in Redis. They also share the response cache: a deterministic request
+# answered by one replica is a cache hit on the other. Installs Debian's redis-server when missing and runs it on
 # loopback for the check only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ host = "127.0.0.1"
 port = $port
 redis_url = "redis://127.0.0.1:$RPORT/"
 redis_prefix = "kiln-check"
+cache_entries = 64
 
 [[models]]
 name = "smol"
@@ -89,6 +91,28 @@ for p in (b, a):
 n = int(subprocess.check_output(["redis-cli", "-p", rport, "ZCARD", "kiln-check:rpm:shared"]).strip())
 check("the window lives in Redis", n == 3, n)
 check("another key is not limited", [ask(p, "sk-free")[0] for p in (a, b, a, b)] == [200] * 4)
+
+def greedy(port):
+    body = json.dumps({"model": "smol", "max_tokens": 12, "temperature": 0,
+                       "messages": [{"role": "user", "content": "Name a colour."}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                 headers={"Authorization": "Bearer sk-free", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)["choices"][0]["message"]["content"]
+
+def hits(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith('kiln_cache_hits_total{model="smol"}'))
+
+import time
+first = greedy(a)
+time.sleep(0.3)  # the store is written in the background
+before = hits(b)
+second = greedy(b)
+check("a deterministic answer of one replica is a cache hit on the other",
+      second == first and hits(b) == before + 1, (first, second, before, hits(b)))
+cached = subprocess.check_output(["redis-cli", "-p", rport, "--scan", "--pattern", "kiln-check:cache:*"]).split()
+check("the shared cache lives in Redis", len(cached) == 1, cached)
 PY
 # Redis gone: limits fail closed with 503, the server stays up.
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
@@ -105,5 +129,13 @@ except urllib.error.HTTPError as e:
         sys.exit(f"FAIL: {e.code} without the limit store (503 expected)")
 health = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health").status
 print("ok   Redis unreachable: 503 for limited keys, the server stays up" if health == 200 else "FAIL health")
+# The cache fails open: an unlimited key's new deterministic request is answered by the model.
+body = json.dumps({"model": "smol", "max_tokens": 4, "temperature": 0,
+                   "messages": [{"role": "user", "content": "Name a fruit."}]}).encode()
+req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/chat/completions", data=body,
+                             headers={"Authorization": "Bearer sk-free", "Content-Type": "application/json"})
+if urllib.request.urlopen(req).status != 200:
+    sys.exit("FAIL: the shared cache failed closed")
+print("ok   Redis unreachable: the response cache is a miss, the model answers")
 PY
 echo "redis limit checks passed"

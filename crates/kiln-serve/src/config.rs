@@ -62,8 +62,9 @@ pub struct ServerConfig {
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_secs: u64,
     /// A Redis server (`redis://host:port/db`) that holds the keys' rate-limit windows and quotas,
-    /// so that every replica enforces one limit together (the `redis` Cargo feature); unset: each
-    /// process counts alone.
+    /// so that every replica enforces one limit together, and (with `cache_entries > 0`) the
+    /// exact response cache that every replica reads (the `redis` Cargo feature); unset: each
+    /// process keeps its own.
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (several deployments can share one Redis).
     pub redis_prefix: String,

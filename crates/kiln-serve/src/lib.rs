@@ -51,6 +51,8 @@
 
 pub mod auth;
 pub mod cache;
+#[cfg(feature = "redis")]
+pub mod cache_redis;
 pub mod config;
 pub mod cost;
 pub mod engine;

@@ -4,7 +4,8 @@
 //! Each check is one Lua script, atomic on the Redis server, timed by the server's own clock
 //! (`TIME`), so replicas need no clock agreement: requests and tokens of the last minute are
 //! sorted sets scored by milliseconds, the day's tokens a counter that expires after two days. A
-//! Redis that cannot be reached refuses the request with 503 (limits fail closed).
+//! Redis that cannot be reached refuses the request with 503 (limits fail closed). The response
+//! cache on the same Redis is [`crate::cache_redis`].
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,10 +59,55 @@ redis.call('EXPIRE', day_key, 172800)
 return 0
 ";
 
-/// The limit state of every key, in Redis.
-pub struct RedisLimiter {
+/// One Redis connection, opened lazily and again after a failure, with 2 s timeouts (shared by
+/// the limiter and the response cache).
+pub(crate) struct RedisConn {
     client: redis::Client,
     conn: Mutex<Option<redis::Connection>>,
+}
+
+impl RedisConn {
+    /// A connection to `url`, opened on first use; `field` names the setting in errors.
+    pub(crate) fn new(url: &str, field: &str) -> Result<Self> {
+        let client =
+            redis::Client::open(url).map_err(|e| ServeError::config(field, e.to_string()))?;
+        Ok(Self {
+            client,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// Runs `f` on the connection, connecting first when needed; a failed call drops the
+    /// connection so that the next one reconnects.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(2))?;
+            c.set_read_timeout(Some(Duration::from_secs(2)))?;
+            c.set_write_timeout(Some(Duration::from_secs(2)))?;
+            *guard = Some(c);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "no Redis connection",
+            )));
+        };
+        f(conn).inspect_err(|_| *guard = None)
+    }
+}
+
+/// The limit state of every key, in Redis.
+pub struct RedisLimiter {
+    conn: RedisConn,
     prefix: String,
     admit: redis::Script,
     record: redis::Script,
@@ -87,11 +133,8 @@ impl RedisLimiter {
     /// # Errors
     /// [`ServeError::Config`] for a URL Redis' client cannot parse.
     pub fn new(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| ServeError::config("server.redis_url", e.to_string()))?;
         Ok(Self {
-            client,
-            conn: Mutex::new(None),
+            conn: RedisConn::new(url, "server.redis_url")?,
             prefix: prefix.to_owned(),
             admit: redis::Script::new(ADMIT),
             record: redis::Script::new(RECORD),
@@ -109,33 +152,11 @@ impl RedisLimiter {
         ]
     }
 
-    /// Runs `f` on the connection, connecting first when needed; a failed call drops the
-    /// connection so that the next one reconnects.
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        let mut guard = self
-            .conn
-            .lock()
-            .map_err(|_| ServeError::Internal("limiter lock poisoned".into()))?;
-        if guard.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(Duration::from_secs(2))
-                .map_err(|e| unavailable(&e))?;
-            c.set_read_timeout(Some(Duration::from_secs(2)))
-                .and_then(|()| c.set_write_timeout(Some(Duration::from_secs(2))))
-                .map_err(|e| unavailable(&e))?;
-            *guard = Some(c);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(ServeError::Internal("no Redis connection".into()));
-        };
-        f(conn).map_err(|e| {
-            *guard = None;
-            unavailable(&e)
-        })
+        self.conn.with(f).map_err(|e| unavailable(&e))
     }
 
     /// As [`crate::limits::Limiter::admit`], shared by every process on this Redis.

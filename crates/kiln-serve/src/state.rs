@@ -188,6 +188,8 @@ pub(crate) struct Inner {
     pub models: BTreeMap<String, ServedModel>,
     pub metrics: Arc<Metrics>,
     pub cache: ResponseCache<CachedOutputs>,
+    #[cfg(feature = "redis")]
+    pub shared_cache: Option<Arc<crate::cache_redis::RedisCache>>,
     pub costs: CostTracker,
     pub ready: AtomicBool,
     pub next_id: AtomicU64,
@@ -265,6 +267,17 @@ impl AppState {
                 config.server.cache_entries,
                 Duration::from_secs(config.server.cache_ttl_secs),
             ),
+            #[cfg(feature = "redis")]
+            shared_cache: match &config.server.redis_url {
+                Some(url) if config.server.cache_entries > 0 => {
+                    Some(Arc::new(crate::cache_redis::RedisCache::new(
+                        url,
+                        &config.server.redis_prefix,
+                        Duration::from_secs(config.server.cache_ttl_secs),
+                    )?))
+                }
+                _ => None,
+            },
             costs: CostTracker::new(config.budget.clone(), metrics.clone()),
             policy: RwLock::new(Arc::new(Policy::build(config)?)),
             config_source: OnceLock::new(),
@@ -436,6 +449,37 @@ impl AppState {
             max_completion_tokens: self.config().server.max_completion_tokens,
             reloadable: self.0.config_source.get().is_some(),
         }
+    }
+
+    /// The outputs the replicas' shared cache (Redis) holds for `key`, if there is one.
+    pub(crate) async fn shared_cache_get(
+        &self,
+        key: &crate::cache::CacheKey,
+    ) -> Option<Vec<GenerationOutput>> {
+        #[cfg(feature = "redis")]
+        if let Some(cache) = self.0.shared_cache.clone() {
+            let key = *key;
+            return tokio::task::spawn_blocking(move || cache.get(&key))
+                .await
+                .ok()
+                .flatten();
+        }
+        let _ = key;
+        None
+    }
+
+    /// Stores `outputs` in the replicas' shared cache (Redis), if there is one, in the background.
+    pub(crate) fn shared_cache_put(
+        &self,
+        key: &crate::cache::CacheKey,
+        outputs: &[GenerationOutput],
+    ) {
+        #[cfg(feature = "redis")]
+        if let Some(cache) = self.0.shared_cache.clone() {
+            let (key, outputs) = (*key, outputs.to_vec());
+            tokio::task::spawn_blocking(move || cache.put(&key, &outputs));
+        }
+        let _ = (key, outputs);
     }
 
     /// Every served model.

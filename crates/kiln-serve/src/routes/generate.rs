@@ -303,11 +303,19 @@ pub(crate) async fn run(
         None
     };
     if let Some(k) = &key {
-        if let Some(hit) = state.0.cache.get(k) {
+        let mut hit = state.0.cache.get(k).map(|h| h.as_ref().clone());
+        if hit.is_none() {
+            // Another replica may have answered it (the shared cache, with Redis).
+            hit = state.shared_cache_get(k).await;
+            if let Some(h) = &hit {
+                state.0.cache.put(*k, Arc::new(h.clone()));
+            }
+        }
+        if let Some(hit) = hit {
             state
                 .metrics()
                 .inc("kiln_cache_hits_total", vec![("model", model.to_owned())]);
-            return Ok(hit.as_ref().clone());
+            return Ok(hit);
         }
         state
             .metrics()
@@ -317,6 +325,7 @@ pub(crate) async fn run(
     let outputs =
         futures_util::future::try_join_all(generations.into_iter().map(Generation::finish)).await?;
     if let Some(k) = key {
+        state.shared_cache_put(&k, &outputs);
         state.0.cache.put(k, Arc::new(outputs.clone()));
     }
     Ok(outputs)
