@@ -92,7 +92,9 @@ pub struct FinetuneArgs {
     /// Stop after N optimizer steps.
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Device (cpu, wgpu, vulkan, cuda:N).
+    /// Device (cpu, wgpu, vulkan, cuda:N); several, comma-separated (`cuda:0,cuda:1`), train
+    /// LoRA/QLoRA data-parallel: each optimizer step's micro-batches (--grad-accum) are spread over
+    /// the devices, with the same result as one device.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Knowledge distillation from this teacher model (same vocabulary; runs on the CPU kernels).
@@ -226,18 +228,25 @@ fn lora_config(a: &FinetuneArgs) -> LoraConfig {
 
 /// `kiln finetune`.
 pub fn finetune(a: &FinetuneArgs) -> Result<()> {
-    let spec: kiln_backend::DeviceSpec = a.device.parse().context("selecting the device")?;
-    let device = spec.device()?.autodiff();
-    let model = match a.method.as_str() {
-        "lora" => LlamaGenerator::open(&a.model, &device),
-        "qlora" => LlamaGenerator::open_qlora(&a.model, &device),
-        "full" | "partial" => LlamaGenerator::open(&a.model, &device),
-        other => bail!("unknown --method `{other}` (lora, qlora, full or partial)"),
+    let mut models = Vec::new();
+    for name in a.device.split(',').map(str::trim) {
+        let spec: kiln_backend::DeviceSpec = name
+            .parse()
+            .with_context(|| format!("selecting the device `{name}`"))?;
+        let device = spec.device()?.autodiff();
+        let model = match a.method.as_str() {
+            "lora" => LlamaGenerator::open(&a.model, &device),
+            "qlora" => LlamaGenerator::open_qlora(&a.model, &device),
+            "full" | "partial" => LlamaGenerator::open(&a.model, &device),
+            other => bail!("unknown --method `{other}` (lora, qlora, full or partial)"),
+        }
+        .with_context(|| format!("loading model {} on {name}", a.model.display()))?;
+        models.push(model);
     }
-    .with_context(|| format!("loading model {}", a.model.display()))?;
-    let train = load_examples(&a.data, DataFormat::Auto, &model, a.max_len)?;
+    let (model, replicas) = models.split_first().context("--device names no device")?;
+    let train = load_examples(&a.data, DataFormat::Auto, model, a.max_len)?;
     let eval = match &a.eval {
-        Some(p) => Some(load_examples(p, DataFormat::Auto, &model, a.max_len)?),
+        Some(p) => Some(load_examples(p, DataFormat::Auto, model, a.max_len)?),
         None => None,
     };
     let schedule: Schedule = a.schedule.parse().map_err(anyhow::Error::msg)?;
@@ -296,7 +305,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<()> {
         ),
         None => None,
     };
-    let mut trainer = Trainer::new(&model, config)?;
+    let mut trainer = Trainer::new(model, config)?.with_replicas(replicas)?;
     if let Some(t) = &teacher {
         trainer = trainer.with_teacher(t)?;
     }

@@ -284,3 +284,40 @@ fn bad_finetune_input_is_a_clear_error() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("/nonexistent/adapter"), "{e}");
 }
+
+/// `--device cpu,cpu`: the micro-batches of each step spread over two copies of the model give
+/// the adapter of one device, byte for byte (dropout on, so the per-micro-batch seeds matter).
+#[test]
+fn two_devices_train_the_adapter_of_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data(tmp.path());
+    let data = data.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for devices in ["cpu", "cpu,cpu"] {
+        let out = tmp.path().join(devices.replace(',', "-"));
+        let mut args = finetune_args(data, out.to_str().unwrap(), "4");
+        args.extend(["--grad-accum", "2", "--device", devices]);
+        ok(&kiln(&args));
+        outputs.push(std::fs::read(out.join("adapter_model.safetensors")).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1], "two devices changed the adapter");
+    let bad = kiln(&[
+        "finetune",
+        "--model",
+        fixture().to_str().unwrap(),
+        "--data",
+        data,
+        "--output",
+        tmp.path().join("bad").to_str().unwrap(),
+        "--method",
+        "full",
+        "--device",
+        "cpu,cpu",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("LoRA"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -322,3 +322,59 @@ fn dp_sgd_reports_the_privacy_spent() {
         "{got} vs {want}"
     );
 }
+
+/// Data parallelism: the same run with its micro-batches spread over the model and two replicas
+/// (three copies on the CPU device here; on a GPU machine, one per device) ends with exactly the
+/// adapter of the one-device run, bit for bit, and refuses what it cannot do.
+#[test]
+fn replicas_on_other_devices_train_the_same_adapter() {
+    let model = autodiff_model("gqa");
+    let replicas = [autodiff_model("gqa"), autodiff_model("gqa")];
+    let tmp = tempfile::tempdir().unwrap();
+    let data = chat_data(tmp.path());
+    let examples = load_examples(&data, DataFormat::Auto, &model, 64).unwrap();
+    let config = TrainConfig {
+        lr: 5e-3,
+        batch_size: 1,
+        grad_accum: 4,
+        epochs: 2,
+        max_steps: Some(3),
+        progress: false,
+        ..TrainConfig::default()
+    };
+    let one = tmp.path().join("one");
+    let r1 = Trainer::new(&model, config.clone())
+        .unwrap()
+        .run(&examples, None, &one)
+        .unwrap();
+    let three = tmp.path().join("three");
+    let r3 = Trainer::new(&model, config.clone())
+        .unwrap()
+        .with_replicas(&replicas)
+        .unwrap()
+        .run(&examples, None, &three)
+        .unwrap();
+    assert_eq!(r1.steps, 3);
+    assert_eq!(
+        r1.log.iter().map(|e| e.loss).collect::<Vec<_>>(),
+        r3.log.iter().map(|e| e.loss).collect::<Vec<_>>()
+    );
+    let (a, b) = (
+        LoraAdapter::load(&one).unwrap(),
+        LoraAdapter::load(&three).unwrap(),
+    );
+    assert_eq!(
+        a.modules, b.modules,
+        "data parallel differs from one device"
+    );
+    // Dense methods are refused with replicas.
+    let dense = TrainConfig {
+        method: kiln_llama::train::Method::Full,
+        ..config
+    };
+    let e = Trainer::new(&model, dense)
+        .unwrap()
+        .with_replicas(&replicas)
+        .unwrap_err();
+    assert!(e.to_string().contains("LoRA"), "{e}");
+}

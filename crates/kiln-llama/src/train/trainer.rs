@@ -156,6 +156,8 @@ pub struct Trainer<'a> {
     pub(super) model: &'a LlamaGenerator,
     pub(super) config: TrainConfig,
     pub(super) teacher: Option<&'a LlamaGenerator>,
+    /// Copies of the model on other devices (data parallelism).
+    pub(super) replicas: Vec<&'a LlamaGenerator>,
 }
 
 impl std::fmt::Debug for Trainer<'_> {
@@ -213,7 +215,42 @@ impl<'a> Trainer<'a> {
             model,
             config,
             teacher: None,
+            replicas: Vec::new(),
         })
+    }
+
+    /// Data parallelism over several devices: `replicas` are the same model opened on other
+    /// (autodiff) devices. Each optimizer step's micro-batches (`grad_accum` of them) are spread
+    /// over the model and its replicas, computed at once, and their gradients summed on the host
+    /// in micro-batch order, so the run gives the adapter of a one-device run with the same
+    /// settings, bit for bit. LoRA and QLoRA only, without DP-SGD (whose per-example gradients
+    /// run on the first device).
+    ///
+    /// # Errors
+    /// A replica on Kiln's CPU engine, or of another model shape.
+    pub fn with_replicas(mut self, replicas: &'a [LlamaGenerator]) -> Result<Self> {
+        for (i, r) in replicas.iter().enumerate() {
+            if r.model().is_none() {
+                return Err(Error::Invalid(format!(
+                    "replica {i}: training needs the burn engine on an autodiff device"
+                )));
+            }
+            let (a, b) = (r.config(), self.model.config());
+            if (a.vocab_size, a.hidden_size, a.num_hidden_layers)
+                != (b.vocab_size, b.hidden_size, b.num_hidden_layers)
+            {
+                return Err(Error::Invalid(format!(
+                    "replica {i} is not the same model (vocabulary, width or depth differ)"
+                )));
+            }
+        }
+        if !replicas.is_empty() && self.config.method != super::Method::Lora {
+            return Err(Error::Invalid(
+                "several devices train LoRA and QLoRA adapters only (not full or partial)".into(),
+            ));
+        }
+        self.replicas = replicas.iter().collect();
+        Ok(self)
     }
 
     /// Sets the teacher for knowledge distillation (any engine; it must share the student's
@@ -259,7 +296,21 @@ impl<'a> Trainer<'a> {
         seed: u64,
         divisor: usize,
     ) -> Result<(f64, Vec<Vec<f32>>)> {
-        let llama = self.llama()?;
+        self.batch_grads_on(self.model, adapter, batch, seed, divisor)
+    }
+
+    /// [`Self::batch_grads`] on `model` (the trained model or one of its replicas).
+    fn batch_grads_on(
+        &self,
+        model: &LlamaGenerator,
+        adapter: &LoraAdapter,
+        batch: &Batch,
+        seed: u64,
+        divisor: usize,
+    ) -> Result<(f64, Vec<Vec<f32>>)> {
+        let llama = model
+            .model()
+            .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))?;
         let c = &self.config;
         let factors = StepFactors::new(adapter, llama.device(), c.lora.lora_dropout as f32, seed);
         let (l, _) = match (self.teacher, c.distill) {
@@ -274,6 +325,70 @@ impl<'a> Trainer<'a> {
         let got = factors.gradients(&l.backward())?;
         let grads = got.into_values().flat_map(|(a, b)| [a, b]).collect();
         Ok((loss, grads))
+    }
+
+    /// The loss and gradients of every micro-batch of a step, in order, computed on the model
+    /// and its replicas at once (one thread per device).
+    fn micro_grads(
+        &self,
+        adapter: &LoraAdapter,
+        micros: &[Batch],
+        divisor: usize,
+        seed_of: impl Fn(usize) -> u64 + Sync,
+    ) -> Result<Vec<(f64, Vec<Vec<f32>>)>> {
+        let workers: Vec<&LlamaGenerator> = std::iter::once(self.model)
+            .chain(self.replicas.iter().copied())
+            .collect();
+        if workers.len() == 1 || micros.len() == 1 {
+            return micros
+                .iter()
+                .enumerate()
+                .map(|(k, b)| self.batch_grads(adapter, b, seed_of(k), divisor))
+                .collect();
+        }
+        let mut slots: Vec<Option<Result<(f64, Vec<Vec<f32>>)>>> =
+            (0..micros.len()).map(|_| None).collect();
+        let n_workers = workers.len();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .iter()
+                .enumerate()
+                .map(|(w, &model)| {
+                    let seed_of = &seed_of;
+                    s.spawn(move || {
+                        (w..micros.len())
+                            .step_by(n_workers)
+                            .map(|k| {
+                                let got = self.batch_grads_on(
+                                    model,
+                                    adapter,
+                                    &micros[k],
+                                    seed_of(k),
+                                    divisor,
+                                );
+                                (k, got)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => done.into_iter().for_each(|(k, got)| slots[k] = Some(got)),
+                    Err(_) => {
+                        slots.push(Some(Err(Error::Invalid(
+                            "a training device's thread panicked".into(),
+                        ))));
+                    }
+                }
+            }
+        });
+        slots
+            .into_iter()
+            .map(|s| {
+                s.unwrap_or_else(|| Err(Error::Invalid("a micro-batch was not computed".into())))
+            })
+            .collect()
     }
 
     /// The ε spent after `steps` DP-SGD steps over `n` training examples.
@@ -397,10 +512,13 @@ impl<'a> Trainer<'a> {
                 let scale = 1.0 / examples.len().max(1) as f32;
                 grads.iter_mut().flatten().for_each(|v| *v *= scale);
             } else {
-                for (k, batch) in micros.iter().enumerate() {
-                    let seed =
-                        c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D);
-                    let (loss, g) = self.batch_grads(&adapter, batch, seed, count)?;
+                let seed_of = |k: usize| {
+                    c.seed ^ ((step * c.grad_accum + k) as u64).wrapping_mul(0x5851_F42D)
+                };
+                // Micro-batch k runs on worker k mod the number of workers (the model and its
+                // replicas); the sums below keep micro-batch order whatever the workers.
+                let per_micro = self.micro_grads(&adapter, &micros, count, seed_of)?;
+                for ((loss, g), batch) in per_micro.into_iter().zip(&micros) {
                     add_into(&mut grads, &g);
                     loss_total += loss;
                     tokens += batch.batch * batch.seq;
