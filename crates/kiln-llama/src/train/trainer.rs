@@ -151,6 +151,9 @@ struct State {
     config: TrainConfig,
 }
 
+/// A micro-batch's loss and its gradients (`[dA, dB]` per module).
+type LossGrads = (f64, Vec<Vec<f32>>);
+
 /// Trains a LoRA adapter on a model opened on an autodiff device.
 pub struct Trainer<'a> {
     pub(super) model: &'a LlamaGenerator,
@@ -335,7 +338,7 @@ impl<'a> Trainer<'a> {
         micros: &[Batch],
         divisor: usize,
         seed_of: impl Fn(usize) -> u64 + Sync,
-    ) -> Result<Vec<(f64, Vec<Vec<f32>>)>> {
+    ) -> Result<Vec<LossGrads>> {
         let workers: Vec<&LlamaGenerator> = std::iter::once(self.model)
             .chain(self.replicas.iter().copied())
             .collect();
@@ -346,8 +349,7 @@ impl<'a> Trainer<'a> {
                 .map(|(k, b)| self.batch_grads(adapter, b, seed_of(k), divisor))
                 .collect();
         }
-        let mut slots: Vec<Option<Result<(f64, Vec<Vec<f32>>)>>> =
-            (0..micros.len()).map(|_| None).collect();
+        let mut slots: Vec<Option<Result<LossGrads>>> = (0..micros.len()).map(|_| None).collect();
         let n_workers = workers.len();
         std::thread::scope(|s| {
             let handles: Vec<_> = workers
