@@ -266,11 +266,27 @@ impl PreprocessConfig {
                 }
                 _ => {}
             }
+            let edge = match self.size {
+                Size::HeightWidth { height, width } => height.max(width),
+                Size::ShortestEdge { shortest_edge: n } | Size::Edge(n) => n,
+            };
+            if edge > MAX_EDGE {
+                return Err(invalid(
+                    "size",
+                    &format!("edges must be at most {MAX_EDGE}"),
+                ));
+            }
         }
         if self.do_center_crop {
             let (h, w) = self.crop_hw();
             if h == 0 || w == 0 {
                 return Err(invalid("crop_size", "height and width must be positive"));
+            }
+            if h.max(w) > MAX_EDGE {
+                return Err(invalid(
+                    "crop_size",
+                    &format!("edges must be at most {MAX_EDGE}"),
+                ));
             }
         }
         if self.do_normalize {
@@ -660,9 +676,13 @@ pub fn center_crop(img: &RgbImage, crop_h: usize, crop_w: usize) -> RgbImage {
     }
 }
 
-/// The largest intermediate resized image accepted (pixels): an extreme aspect ratio (e.g. 1 x 100000)
-/// would otherwise ask for gigabytes before the crop.
-pub const MAX_RESIZED_PIXELS: usize = 1 << 28;
+/// The largest intermediate resized image accepted (pixels, 4096 x 4096): an extreme aspect ratio
+/// (e.g. 1 x 100000) or a huge `size` would otherwise ask for gigabytes and seconds of resampling
+/// before the crop (found by the `preprocessor_config` fuzz target).
+pub const MAX_RESIZED_PIXELS: usize = 1 << 24;
+
+/// The largest `size` or `crop_size` edge a preprocessor config may ask for.
+pub const MAX_EDGE: usize = 4096;
 
 /// The uint8 image after resize and center crop: what the processor holds before rescaling.
 pub fn resize_and_crop(img: &RgbImage, cfg: &PreprocessConfig) -> Result<RgbImage> {

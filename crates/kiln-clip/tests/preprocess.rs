@@ -235,6 +235,32 @@ fn config_file_errors_name_the_file_or_field() {
     assert_eq!(cfg.output_hw(480, 640), (224, 224));
 }
 
+/// Found by the `preprocessor_config` fuzz target (fuzz/regressions/preprocessor_config): a
+/// `size` of 10862 made a 7x5 image resize to 10862x15207 (seconds of resampling and half a
+/// gigabyte); sizes are now bounded, and so is the resized image of an extreme aspect ratio.
+#[test]
+fn huge_sizes_and_extreme_aspect_ratios_are_refused() {
+    let p = tmp_file(
+        "huge_size.json",
+        br#"{"crop_sizeescale_fact": 0.00392156865198, "size": {"shortest_edge": 10862}}"#,
+    );
+    let e = PreprocessConfig::from_file(&p)
+        .expect_err("huge size")
+        .to_string();
+    assert!(e.contains("size") && e.contains("4096"), "{e}");
+    let p = tmp_file("huge_crop.json", br#"{"crop_size": 5000}"#);
+    let e = PreprocessConfig::from_file(&p)
+        .expect_err("huge crop")
+        .to_string();
+    assert!(e.contains("crop_size"), "{e}");
+    // 1 x 100000 with shortest_edge 224 would be 224 x 22,400,000 before the crop.
+    let img = RgbImage::new(100_000, 1, vec![128; 300_000]).unwrap();
+    let e = kiln_clip::preprocess(&img, &PreprocessConfig::default())
+        .expect_err("extreme aspect")
+        .to_string();
+    assert!(e.contains("100000x1"), "{e}");
+}
+
 #[test]
 fn resampler_matches_pillow_bit_exactly() {
     let meta = meta();
