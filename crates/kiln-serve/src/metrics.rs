@@ -117,6 +117,11 @@ const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Requests refused by the gateway or engine, by reason.",
     ),
+    (
+        "kiln_config_reloads_total",
+        Kind::Counter,
+        "Configuration reloads (SIGHUP or /v1/admin/reload), by result: ok or rejected.",
+    ),
 ];
 
 fn buckets(name: &str) -> &'static [f64] {

@@ -105,6 +105,11 @@ async fn a_good_reload_applies_and_a_bad_one_keeps_the_running_config() {
     assert_eq!(status(&app, "sk-three").await, 401);
     assert_eq!(reloads(&state, "ok"), 1.0);
     assert_eq!(reloads(&state, "rejected"), 2.0);
+    let text = String::from_utf8(send(&app, get("/metrics", None)).await.2).unwrap();
+    assert!(
+        text.contains("kiln_config_reloads_total{result=\"rejected\"} 2"),
+        "{text}"
+    );
 
     // A role change takes effect for the next request: the user may now only list models.
     state
