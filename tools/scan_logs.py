@@ -18,7 +18,8 @@ PATTERNS = {
     "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
     "phone": re.compile(r"(?<![\d.])(?:\+1[ -]?)?\(?\d{3}\)?[ -]\d{3}-\d{4}\b|\+1[ -]\d{3}[ -]\d{4}\b"),
 }
-CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# Not the digits of a decimal fraction (latencies such as 0.018567999999999998 are in every log).
+CARD = re.compile(r"(?<!\d)(?<!\d\.)(?:\d[ -]?){12,18}\d(?!\d|\.\d)")
 
 
 def luhn(digits: str) -> bool:
