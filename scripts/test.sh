@@ -5,9 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Everything the suite prints, and the logs of every server the scripts start, go to one folder
 # that is scanned for keys and personal data at the end (issue 9).
-export KILN_LOG_DIR="${KILN_LOG_DIR:-$(mktemp -d -t kiln-test-logs.XXXXXX)}"
+# A folder made here is removed when everything passes (set KILN_LOG_DIR to keep the logs).
+OWN_LOG_DIR=""
+if [ -z "${KILN_LOG_DIR:-}" ]; then
+  KILN_LOG_DIR="$(mktemp -d -t kiln-test-logs.XXXXXX)"
+  OWN_LOG_DIR=1
+fi
+export KILN_LOG_DIR
 mkdir -p "$KILN_LOG_DIR"
 exec > >(tee "$KILN_LOG_DIR/test-suite.log") 2>&1
+echo "test logs: $KILN_LOG_DIR"
 
 bash scripts/fetch-assets.sh >/dev/null
 cargo fmt --all -- --check
@@ -37,3 +44,4 @@ bash scripts/soak.sh 45 6
 bash scripts/fuzz.sh "${KILN_FUZZ_SECONDS:-20}"
 # The whole suite's output and every server log: no key and no personal data.
 python3 tools/scan_logs.py "$KILN_LOG_DIR"/*.log
+if [ -n "$OWN_LOG_DIR" ]; then rm -rf "$KILN_LOG_DIR"; fi
