@@ -10,14 +10,8 @@ use std::path::Path;
 /// # Errors
 /// The I/O error of creating, writing, syncing or renaming the temporary file (which is removed).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let (dir, prefix) = temporaries_of(path);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -34,18 +28,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Removes the temporaries that [`write_atomic`] calls for `path` left behind when their process
-/// was killed (`.NAME.tmp-PID` whose process no longer runs, on Linux). Temporaries of live
-/// processes are left alone, so concurrent writers are not disturbed.
-pub fn remove_stale_temporaries(path: &Path) {
+/// The folder of [`write_atomic`]'s temporaries for `path` and their name before the pid
+/// (`.NAME.tmp-`).
+fn temporaries_of(path: &Path) -> (&Path, String) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let Some(file_name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let prefix = format!(".{file_name}.tmp-");
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    (dir, format!(".{file_name}.tmp-"))
+}
+
+/// Removes the temporaries that [`write_atomic`] calls for `path` left behind when their process
+/// was killed (`.NAME.tmp-PID` whose process no longer runs, on Linux). Temporaries of live
+/// processes are left alone, so concurrent writers are not disturbed.
+pub fn remove_stale_temporaries(path: &Path) {
+    let (dir, prefix) = temporaries_of(path);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -540,7 +540,7 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), edited).unwrap();
         let loaded = LoraAdapter::load(dir.path()).unwrap();
         assert_eq!(loaded.config.lora_alpha, 8.0);
-        // Weights written by another tool (no copy of the config) load with the config file.
+        // The weights Kiln wrote carry the copy of their config that made this possible.
         assert!(
             safetensors_metadata(&dir.path().join(WEIGHTS_FILE))
                 .is_some_and(|m| m.contains_key(CONFIG_METADATA))

@@ -331,7 +331,11 @@ impl AppState {
     /// [`ServeError::Config`] naming the field at fault; the running configuration is then kept
     /// as it was.
     pub fn reload(&self, config: ServeConfig) -> Result<Vec<&'static str>> {
-        let outcome = self.try_reload(config).map_err(rejected);
+        self.record_reload(self.try_reload(config).map_err(rejected))
+    }
+
+    /// Counts and logs a reload's outcome.
+    fn record_reload(&self, outcome: Result<Vec<&'static str>>) -> Result<Vec<&'static str>> {
         let result = if outcome.is_ok() { "ok" } else { "rejected" };
         self.0
             .metrics
@@ -398,17 +402,11 @@ impl AppState {
         let source = self.0.config_source.get().ok_or_else(|| {
             ServeError::bad_request("config", "this server was started without a config file")
         })?;
-        match source().map_err(rejected) {
-            Ok(config) => self.reload(config),
-            Err(e) => {
-                self.0.metrics.inc(
-                    "kiln_config_reloads_total",
-                    vec![("result", "rejected".into())],
-                );
-                tracing::error!(error = %e, "configuration reload rejected; the running configuration is kept");
-                Err(e)
-            }
-        }
+        self.record_reload(
+            source()
+                .and_then(|config| self.try_reload(config))
+                .map_err(rejected),
+        )
     }
 
     /// The metrics registry.

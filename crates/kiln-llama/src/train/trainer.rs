@@ -151,6 +151,13 @@ struct State {
     config: TrainConfig,
 }
 
+/// The burn model of a generator (training cannot run on Kiln's CPU engine).
+fn burn_model(model: &LlamaGenerator) -> Result<&crate::Llama> {
+    model
+        .model()
+        .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))
+}
+
 /// A micro-batch's loss and its gradients (`[dA, dB]` per module).
 type LossGrads = (f64, Vec<Vec<f32>>);
 
@@ -311,9 +318,7 @@ impl<'a> Trainer<'a> {
         seed: u64,
         divisor: usize,
     ) -> Result<(f64, Vec<Vec<f32>>)> {
-        let llama = model
-            .model()
-            .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))?;
+        let llama = burn_model(model)?;
         let c = &self.config;
         let factors = StepFactors::new(adapter, llama.device(), c.lora.lora_dropout as f32, seed);
         let (l, _) = match (self.teacher, c.distill) {
@@ -349,48 +354,41 @@ impl<'a> Trainer<'a> {
                 .map(|(k, b)| self.batch_grads(adapter, b, seed_of(k), divisor))
                 .collect();
         }
-        let mut slots: Vec<Option<Result<LossGrads>>> = (0..micros.len()).map(|_| None).collect();
         let n_workers = workers.len();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = workers
-                .iter()
-                .enumerate()
-                .map(|(w, &model)| {
-                    let seed_of = &seed_of;
-                    s.spawn(move || {
-                        (w..micros.len())
-                            .step_by(n_workers)
-                            .map(|k| {
-                                let got = self.batch_grads_on(
-                                    model,
-                                    adapter,
-                                    &micros[k],
-                                    seed_of(k),
-                                    divisor,
-                                );
-                                (k, got)
-                            })
-                            .collect::<Vec<_>>()
+        let mut done =
+            std::thread::scope(|s| -> Result<Vec<(usize, Result<LossGrads>)>> {
+                let handles: Vec<_> = workers
+                    .iter()
+                    .enumerate()
+                    .map(|(w, &model)| {
+                        let seed_of = &seed_of;
+                        s.spawn(move || {
+                            (w..micros.len())
+                                .step_by(n_workers)
+                                .map(|k| {
+                                    let got = self.batch_grads_on(
+                                        model,
+                                        adapter,
+                                        &micros[k],
+                                        seed_of(k),
+                                        divisor,
+                                    );
+                                    (k, got)
+                                })
+                                .collect::<Vec<_>>()
+                        })
                     })
-                })
-                .collect();
-            for h in handles {
-                match h.join() {
-                    Ok(done) => done.into_iter().for_each(|(k, got)| slots[k] = Some(got)),
-                    Err(_) => {
-                        slots.push(Some(Err(Error::Invalid(
-                            "a training device's thread panicked".into(),
-                        ))));
-                    }
+                    .collect();
+                let mut all = Vec::with_capacity(micros.len());
+                for h in handles {
+                    all.extend(h.join().map_err(|_| {
+                        Error::Invalid("a training device's thread panicked".into())
+                    })?);
                 }
-            }
-        });
-        slots
-            .into_iter()
-            .map(|s| {
-                s.unwrap_or_else(|| Err(Error::Invalid("a micro-batch was not computed".into())))
-            })
-            .collect()
+                Ok(all)
+            })?;
+        done.sort_by_key(|(k, _)| *k);
+        done.into_iter().map(|(_, got)| got).collect()
     }
 
     /// The ε spent after `steps` DP-SGD steps over `n` training examples.
@@ -406,9 +404,7 @@ impl<'a> Trainer<'a> {
     }
 
     pub(super) fn llama(&self) -> Result<&crate::Llama> {
-        self.model
-            .model()
-            .ok_or_else(|| Error::Invalid("training needs the burn engine".into()))
+        burn_model(self.model)
     }
 
     pub(super) fn pad_id(&self) -> u32 {
