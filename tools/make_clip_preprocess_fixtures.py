@@ -192,9 +192,8 @@ def main():
         case = {"name": name, "source": source, "file": fname, "sha256": sha256(path), "pil_mode": mode,
                 "config": kwargs, "crop_shape": list(out.shape)}
         if mode != "I;16" and Image.open(path).format == "JPEG":
-            # JPEG: kiln decodes with the image crate (zune-jpeg), PIL with libjpeg-turbo; their pixels
-            # differ by 1-2 levels on under 1% of samples. For a small JPEG, keep PIL's decoded pixels so
-            # the test can check the rest of the pipeline bit-exactly on them.
+            # JPEG: for a small one, keep PIL's decoded pixels too, so the test checks the decode itself
+            # (kiln-jpeg, libjpeg-turbo's decoder) apart from the resize and crop.
             case["jpeg"] = True
             with Image.open(path) as im:
                 if im.width * im.height <= 10000:

@@ -23,6 +23,14 @@ pub enum ClipError {
         /// The decoder's error.
         source: image::ImageError,
     },
+    /// The JPEG file is corrupt, truncated, too large or of a kind kiln-jpeg does not decode.
+    #[error("cannot decode JPEG image {path}: {source}")]
+    JpegDecode {
+        /// The file.
+        path: PathBuf,
+        /// kiln-jpeg's error.
+        source: kiln_jpeg::JpegError,
+    },
     /// The image decoded but its pixel layout is not supported (e.g. floating-point HDR).
     #[error("unsupported image {path}: {reason}")]
     UnsupportedImage {

@@ -24,6 +24,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod fashion_mnist;
 pub mod load;

@@ -16,7 +16,7 @@
 //! 5. Normalize: `(x - mean) / std` in `f32`, with `mean` and `std` rounded to `f32` first.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73]
 /// OpenAI CLIP's per-channel standard deviation (transformers' `OPENAI_CLIP_STD`).
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
+pub use crate::decode::{decode_image, dynamic_to_rgb, load_image};
 pub use crate::error::{ClipError, Result};
 
 /// An 8-bit RGB image, row-major, 3 bytes per pixel (the array transformers gets from
@@ -357,130 +358,6 @@ pub fn resize_output_hw(height: usize, width: usize, size: Size) -> (usize, usiz
     }
 }
 
-/// Loads an image file as transformers' CLIP processor sees `PIL.Image.open(path)`.
-///
-/// - 8-bit RGB: as is; grayscale: replicated to three channels; palette: expanded.
-/// - Alpha (RGBA, grayscale + alpha, or a PNG `tRNS` transparency): composited onto opaque white with
-///   Pillow's `alpha_composite` integer arithmetic, as transformers' `convert_to_rgb` does.
-/// - 16-bit grayscale: each value clipped to 255 (Pillow's `I;16` to `RGB` conversion).
-/// - 16-bit RGB(A) / grayscale + alpha: the high byte of each sample (Pillow reads these PNGs with
-///   8 bits per sample).
-/// - EXIF orientation: ignored, as in transformers' processor.
-///
-/// Errors name the file: unreadable, corrupt, truncated, not an image, or a floating-point format.
-pub fn load_image(path: impl AsRef<Path>) -> Result<RgbImage> {
-    let path = path.as_ref();
-    let reader = image::ImageReader::open(path).map_err(|source| ClipError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|source| ClipError::ImageIo {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let img = reader.decode().map_err(|source| ClipError::ImageDecode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    dynamic_to_rgb(img).map_err(|reason| ClipError::UnsupportedImage {
-        path: path.to_path_buf(),
-        reason,
-    })
-}
-
-/// Decodes an encoded image (PNG, JPEG) held in memory with the rules of [`load_image`]; `name`
-/// stands for the file in errors.
-pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
-    let path = PathBuf::from(name);
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|source| ClipError::ImageIo {
-            path: path.clone(),
-            source,
-        })?;
-    let img = reader.decode().map_err(|source| ClipError::ImageDecode {
-        path: path.clone(),
-        source,
-    })?;
-    dynamic_to_rgb(img).map_err(|reason| ClipError::UnsupportedImage { path, reason })
-}
-
-/// Converts a decoded image to RGB with the rules of [`load_image`].
-pub fn dynamic_to_rgb(img: image::DynamicImage) -> std::result::Result<RgbImage, String> {
-    use image::DynamicImage as D;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let n = w * h;
-    let mut out = Vec::with_capacity(n * 3);
-    match img {
-        D::ImageRgb8(b) => out = b.into_raw(),
-        D::ImageLuma8(b) => {
-            for &l in b.as_raw() {
-                out.extend_from_slice(&[l, l, l]);
-            }
-        }
-        D::ImageLumaA8(b) => {
-            for p in b.as_raw().chunks_exact(2) {
-                let l = composite_white(p[0], p[1]);
-                out.extend_from_slice(&[l, l, l]);
-            }
-        }
-        D::ImageRgba8(b) => {
-            for p in b.as_raw().chunks_exact(4) {
-                for &c in &p[..3] {
-                    out.push(composite_white(c, p[3]));
-                }
-            }
-        }
-        D::ImageLuma16(b) => {
-            for &v in b.as_raw() {
-                let l = v.min(255) as u8;
-                out.extend_from_slice(&[l, l, l]);
-            }
-        }
-        D::ImageLumaA16(b) => {
-            for p in b.as_raw().chunks_exact(2) {
-                let l = composite_white((p[0] >> 8) as u8, (p[1] >> 8) as u8);
-                out.extend_from_slice(&[l, l, l]);
-            }
-        }
-        D::ImageRgb16(b) => out.extend(b.as_raw().iter().map(|&v| (v >> 8) as u8)),
-        D::ImageRgba16(b) => {
-            for p in b.as_raw().chunks_exact(4) {
-                let a = (p[3] >> 8) as u8;
-                for &c in &p[..3] {
-                    out.push(composite_white((c >> 8) as u8, a));
-                }
-            }
-        }
-        other => {
-            return Err(format!(
-                "pixel format {:?} is not supported (8- or 16-bit integer images only)",
-                other.color()
-            ));
-        }
-    }
-    RgbImage::new(w, h, out).map_err(|e| e.to_string())
-}
-
-/// One channel of `PIL.Image.alpha_composite(white, src)`: Pillow's `AlphaComposite.c` with an opaque
-/// white destination (7-bit fixed point, division by 255 by shifts).
-fn composite_white(c: u8, a: u8) -> u8 {
-    const PRECISION_BITS: u32 = 7;
-    if a == 0 {
-        return 255;
-    }
-    let (c, a) = (u32::from(c), u32::from(a));
-    let blend = 255 * (255 - a);
-    let outa255 = a * 255 + blend;
-    let coef1 = a * 255 * 255 * (1 << PRECISION_BITS) / outa255;
-    let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
-    let tmp = c * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS);
-    let div255 = ((tmp >> 8) + tmp) >> 8;
-    (div255 >> PRECISION_BITS) as u8
-}
-
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// Pillow's `precompute_coeffs` followed by `normalize_coeffs_8bpc`: per output pixel, the first input
@@ -762,12 +639,6 @@ mod tests {
         assert_eq!(resize_output_hw(500, 333, s), (336, 224));
         assert_eq!(resize_output_hw(50, 1000, s), (224, 4480));
         assert_eq!(resize_output_hw(300, 451, s), (224, 336));
-    }
-
-    #[test]
-    fn composite_extremes() {
-        assert_eq!(composite_white(10, 255), 10);
-        assert_eq!(composite_white(10, 0), 255);
     }
 
     #[test]
