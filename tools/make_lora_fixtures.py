@@ -12,7 +12,9 @@ For every adapter under ``tests/fixtures/lora/<name>/``:
 ``tests/fixtures/lora/train_step/`` holds one LoRA training step on the ``gqa`` fixture: the
 adapter before the step, a padded batch with labels (-100 on prompt and padding), and PEFT's
 mean cross-entropy loss and the gradients of every lora_A / lora_B (float32, eval mode so that
-dropout is off; dropout is tested separately in Rust).
+dropout is off; dropout is tested separately in Rust). ``qlora_reference.json`` and
+``qlora_grads.safetensors`` there are the same step with QLoRA's base: every decoder projection
+rounded to NF4 as bitsandbytes stores it (see ``make_qlora_reference``).
 
 Deterministic (fixed seeds, one thread), runs in seconds on CPU.
 Usage:  python tools/make_lora_fixtures.py [--out tests/fixtures/lora]
@@ -131,13 +133,13 @@ def make_adapter(name: str, base: str, kwargs: dict, out: Path, seed: int) -> No
     print(f"{name}: {sum(1 for _ in d.iterdir())} files, logits {tuple(logits.shape)}")
 
 
-def make_qlora_reference(out: Path) -> None:
-    """QLoRA's numerics: every decoder projection of the ``gqa`` base rounded to NF4 exactly as
-    bitsandbytes stores it (``quantize_4bit(nf4, blocksize=64, compress_statistics=True)`` then
-    ``dequantize_4bit``), computed in float32, with the ``qv_basic`` adapter on top."""
+def nf4_rounded_base(name: str) -> LlamaForCausalLM:
+    """The base with every decoder projection rounded to NF4 exactly as bitsandbytes stores it
+    (``quantize_4bit(nf4, blocksize=64, compress_statistics=True)`` then ``dequantize_4bit``),
+    kept in float32 (QLoRA with compute dtype float32)."""
     import bitsandbytes.functional as bnbf
 
-    base = load_base("gqa")
+    base = load_base(name)
     with torch.no_grad():
         for name, mod in base.named_modules():
             if name.startswith("model.layers.") and name.endswith("_proj"):
@@ -147,6 +149,13 @@ def make_qlora_reference(out: Path) -> None:
                 # straddle rows of a 2-D weight (down_proj here, 176 columns).
                 q, st = bnbf.quantize_4bit(w.flatten(), quant_type="nf4", blocksize=64, compress_statistics=True)
                 mod.weight.data = bnbf.dequantize_4bit(q, st).to(torch.float32).reshape(w.shape)
+    return base
+
+
+def make_qlora_reference(out: Path) -> None:
+    """QLoRA's numerics: the ``gqa`` base rounded to NF4 (``nf4_rounded_base``) with the
+    ``qv_basic`` adapter on top."""
+    base = nf4_rounded_base("gqa")
     model = PeftModel.from_pretrained(base, out / "qv_basic")
     model.eval()
     ref = json.loads((BASES / "gqa" / "reference.json").read_text())
@@ -221,18 +230,57 @@ def make_train_step(out: Path) -> None:
     print(f"train_step: loss {float(outp.loss):.6f}, {len(grads)} gradient tensors")
 
 
+def make_qlora_train_step(out: Path) -> None:
+    """The training step of ``make_train_step`` (same adapter, batch and labels) on the NF4-rounded
+    base: QLoRA's loss and adapter gradients."""
+    import bitsandbytes
+
+    d = out / "train_step"
+    ref = json.loads((d / "reference.json").read_text())
+    model = PeftModel.from_pretrained(nf4_rounded_base("gqa"), d / "adapter", is_trainable=True)
+    model.train()  # dropout is 0
+    outp = model(
+        input_ids=torch.tensor(ref["input_ids"]),
+        attention_mask=torch.tensor(ref["attention_mask"]),
+        labels=torch.tensor(ref["labels"]),
+    )
+    outp.loss.backward()
+    grads = {n.replace(".default", ""): p.grad.detach().contiguous()
+             for n, p in model.named_parameters() if p.grad is not None}
+    save_file(grads, d / "qlora_grads.safetensors")
+    (d / "qlora_reference.json").write_text(
+        json.dumps(
+            {
+                "base": "gqa, decoder projections rounded to NF4 (bitsandbytes, block 64, double quantization)",
+                "loss": float(outp.loss),
+                "peft_version": peft.__version__,
+                "bitsandbytes_version": bitsandbytes.__version__,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"qlora train_step: loss {float(outp.loss):.6f}, {len(grads)} gradient tensors")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "lora"))
+    ap.add_argument("--only-qlora-train-step", action="store_true",
+                    help="only (re)make the QLoRA training step from the existing train_step fixture")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only_qlora_train_step:
+        make_qlora_train_step(out)
+        return 0
     for i, (name, (base, kwargs)) in enumerate(ADAPTERS.items()):
         make_adapter(name, base, kwargs, out, seed=100 + i)
     make_qlora_reference(out)
     make_train_step(out)
+    make_qlora_train_step(out)
     return 0
 
 

@@ -121,6 +121,8 @@ impl ModelCache {
 /// What to build.
 pub(crate) enum Target<'a> {
     Burn(&'a Device),
+    /// burn, with the decoder projections frozen in their block format (QLoRA's base).
+    BurnFrozen(&'a Device),
     Cpu,
 }
 
@@ -128,6 +130,9 @@ impl Target<'_> {
     pub(crate) fn build(&self, config: LlamaConfig, source: &dyn WeightSource) -> Result<Engine> {
         Ok(match self {
             Target::Burn(device) => Engine::Burn(Box::new(Llama::load(config, source, device)?)),
+            Target::BurnFrozen(device) => {
+                Engine::Burn(Box::new(Llama::load_frozen(config, source, device)?))
+            }
             Target::Cpu => Engine::Cpu(Box::new(CpuLlama::load(config, source)?)),
         })
     }

@@ -82,13 +82,15 @@ impl LlamaGenerator {
     }
 
     /// Opens a model on burn as QLoRA's base: the decoder projections of an HF checkpoint are
-    /// rounded to NF4 (bitsandbytes-exact, block 64, double quantization); a GGUF file keeps the
-    /// values of its block format. burn holds the dequantized values.
+    /// rounded to NF4 (bitsandbytes-exact, block 64, double quantization); a GGUF file keeps its
+    /// block format. On the CPU (Flex) they stay in that format ([`Llama::load_frozen`]): a
+    /// training step multiplies on the blocks and never holds the base in f32. On GPU backends burn
+    /// holds the dequantized values.
     ///
     /// # Errors
     /// As [`LlamaGenerator::open`].
     pub fn open_qlora(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::open_target(path.as_ref(), &Target::Burn(device), true)
+        Self::open_target(path.as_ref(), &Target::BurnFrozen(device), true)
     }
 
     /// Opens a model with a device and engine choice: [`EngineKind::Auto`] runs Kiln's CPU kernels on

@@ -29,6 +29,7 @@ pub mod config;
 pub mod cpu;
 mod engine;
 mod error;
+pub mod frozen;
 mod generate;
 pub mod gguf;
 pub mod load;

@@ -11,26 +11,70 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::cache::KvCache;
 use crate::config::{LlamaConfig, rope_inv_freq};
+use crate::frozen::{FrozenWeight, frozen_linear};
 use crate::load::WeightSource;
 use crate::lora::{LinearAdapter, NoAdapter, Proj, Site};
 use crate::{Error, Result};
 
-/// A linear projection `y = x W + b` with `W` stored `[in, out]`.
+/// The weight of a [`Linear`] projection.
+// One per projection of a loaded model: the size of the dense variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// A dense `[in, out]` tensor on the model's device.
+    Dense(Tensor<2>),
+    /// A frozen `[out, in]` matrix kept in its stored block format (QLoRA on the CPU; see
+    /// [`crate::frozen`]).
+    Frozen(FrozenWeight),
+}
+
+/// A linear projection `y = x W + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// The weight, `[in, out]`.
-    pub weight: Tensor<2>,
+    /// The weight.
+    pub weight: LinearWeight,
     /// The bias, `[out]`.
     pub bias: Option<Tensor<1>>,
 }
 
 impl Linear {
+    /// A projection with a dense `[in, out]` weight.
+    #[must_use]
+    pub fn dense(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight: LinearWeight::Dense(weight),
+            bias,
+        }
+    }
+
+    /// The weight as a dense `[in, out]` tensor on `device` (a frozen one dequantized).
+    #[must_use]
+    pub fn dense_weight(&self, device: &Device) -> Tensor<2> {
+        match &self.weight {
+            LinearWeight::Dense(w) => w.clone(),
+            LinearWeight::Frozen(w) => w.to_dense(device),
+        }
+    }
+
     /// Applies the projection.
     ///
     /// # Shapes
     /// - `x`: `[..., in]` -> `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+        match &self.weight {
+            LinearWeight::Dense(w) => burn::tensor::module::linear(x, w.clone(), self.bias.clone()),
+            LinearWeight::Frozen(w) => {
+                let y = frozen_linear(x, w);
+                match &self.bias {
+                    Some(b) => {
+                        let mut shape = [1usize; D];
+                        shape[D - 1] = b.dims()[0];
+                        y + b.clone().reshape(shape)
+                    }
+                    None => y,
+                }
+            }
+        }
     }
 
     /// Applies the projection plus the adapter's update at `site`.
@@ -262,6 +306,31 @@ impl Llama {
     /// # Errors
     /// [`Error::MissingTensor`], [`Error::TensorShape`] or errors of the source.
     pub fn load(config: LlamaConfig, source: &dyn WeightSource, device: &Device) -> Result<Self> {
+        Self::load_with(config, source, device, false)
+    }
+
+    /// Builds a QLoRA base: on the Flex (CPU) backend the decoder projections stay in the
+    /// source's block format ([`WeightSource::matrix`]: NF4 from [`crate::load::Nf4Rounded`], a
+    /// GGUF file's own blocks) and are multiplied by [`crate::frozen::frozen_linear`], so neither
+    /// the model nor a training step's graph holds them in f32. Embeddings, norms and the output
+    /// projection are dense, as in QLoRA. On other backends this is [`Llama::load`].
+    ///
+    /// # Errors
+    /// As [`Llama::load`].
+    pub fn load_frozen(
+        config: LlamaConfig,
+        source: &dyn WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load_with(config, source, device, FrozenWeight::supported_on(device))
+    }
+
+    fn load_with(
+        config: LlamaConfig,
+        source: &dyn WeightSource,
+        device: &Device,
+        frozen: bool,
+    ) -> Result<Self> {
         let c = &config;
         let (hd, h, kvh) = (c.head_dim, c.num_attention_heads, c.num_key_value_heads);
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<Tensor<2>> {
@@ -277,8 +346,12 @@ impl Llama {
         };
         // HF stores Linear weights `[out, in]`; the model multiplies by `[in, out]`.
         let linear = |prefix: &str, inp: usize, out: usize, bias: bool| -> Result<Linear> {
-            let weight = matrix(&format!("{prefix}.weight"), out, inp)?.transpose();
-            let weight = contiguous(weight);
+            let name = format!("{prefix}.weight");
+            let weight = if frozen && prefix.starts_with("model.layers.") {
+                LinearWeight::Frozen(FrozenWeight::new(source.matrix(&name, out, inp)?))
+            } else {
+                LinearWeight::Dense(contiguous(matrix(&name, out, inp)?.transpose()))
+            };
             let bias = if bias {
                 Some(vector(&format!("{prefix}.bias"), out)?)
             } else {
@@ -344,10 +417,7 @@ impl Llama {
         }
         let norm_f = norm("model.norm.weight")?;
         let lm_head = if c.tie_word_embeddings || !source.contains("lm_head.weight") {
-            Linear {
-                weight: contiguous(embed_tokens.clone().transpose()),
-                bias: None,
-            }
+            Linear::dense(contiguous(embed_tokens.clone().transpose()), None)
         } else {
             linear("lm_head", c.hidden_size, c.vocab_size, false)?
         };

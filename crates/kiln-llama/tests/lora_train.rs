@@ -4,9 +4,11 @@
 
 use std::path::PathBuf;
 
+use kiln_backend::kernels::WeightFormat;
 use kiln_llama::LlamaGenerator;
 use kiln_llama::kiln_lora::LoraAdapter;
 use kiln_llama::kiln_lora::train::StepFactors;
+use kiln_llama::model::LinearWeight;
 use kiln_llama::train::{Batch, DataFormat, TrainConfig, Trainer, load_examples, loss_sum};
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -28,15 +30,17 @@ fn rows<T: Copy>(v: &Value, f: impl Fn(&Value) -> T) -> Vec<T> {
         .collect()
 }
 
-/// Tolerances: the loss within 1e-5 absolute; every gradient element within 1e-5 absolute plus
-/// 1e-3 of the largest element of its tensor (f32 summation order differs from PyTorch's).
-#[test]
-fn one_training_step_matches_peft() {
+/// One step of the `train_step` fixture on `model`: the loss and every adapter gradient against
+/// the reference files. Tolerances: the loss within 1e-5 absolute; every gradient element within
+/// 1e-5 absolute plus 1e-3 of the largest element of its tensor (f32 summation order differs from
+/// PyTorch's).
+fn check_step(model: &LlamaGenerator, reference: &str, grads_file: &str) {
     let dir = root().join("lora/train_step");
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
-    let model = autodiff_model("gqa");
+    let want_loss: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(reference)).unwrap()).unwrap();
     let llama = model.model().unwrap();
     let adapter = LoraAdapter::load(dir.join("adapter")).unwrap();
     let ids: Vec<u32> = rows(&r["input_ids"], |x| x.as_u64().unwrap() as u32);
@@ -52,10 +56,10 @@ fn one_training_step_matches_peft() {
     let (sum, n) = loss_sum(llama, &factors, &batch).unwrap();
     let loss = sum.div_scalar(n as f32);
     let value = loss.clone().into_data().try_into_vec::<f32>().unwrap()[0];
-    let want = r["loss"].as_f64().unwrap() as f32;
+    let want = want_loss["loss"].as_f64().unwrap() as f32;
     assert!((value - want).abs() < 1e-5, "loss {value} vs PEFT {want}");
     let grads = factors.gradients(&loss.backward()).unwrap();
-    let bytes = std::fs::read(dir.join("grads.safetensors")).unwrap();
+    let bytes = std::fs::read(dir.join(grads_file)).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(grads.len() * 2, st.len());
     for (module, (da, db)) in &grads {
@@ -77,6 +81,47 @@ fn one_training_step_matches_peft() {
             }
         }
     }
+}
+
+#[test]
+fn one_training_step_matches_peft() {
+    check_step(
+        &autodiff_model("gqa"),
+        "reference.json",
+        "grads.safetensors",
+    );
+}
+
+/// QLoRA: the base opened with `open_qlora` keeps every decoder projection frozen as NF4 blocks
+/// (burn's graph never holds them as tensors; the products run on the blocks), and one step equals
+/// PEFT's on the base bitsandbytes rounds to NF4, with the tolerances of `check_step`.
+#[test]
+fn one_qlora_training_step_matches_peft_on_the_nf4_base() {
+    let device = kiln_backend::device("cpu").unwrap().autodiff();
+    let model = LlamaGenerator::open_qlora(root().join("llama/gqa"), &device).unwrap();
+    let llama = model.model().unwrap();
+    for layer in &llama.layers {
+        for linear in [
+            &layer.self_attn.q_proj,
+            &layer.self_attn.k_proj,
+            &layer.self_attn.v_proj,
+            &layer.self_attn.o_proj,
+            &layer.mlp.gate_proj,
+            &layer.mlp.up_proj,
+            &layer.mlp.down_proj,
+        ] {
+            match &linear.weight {
+                // NF4 blocks of 64 must not straddle rows to be multiplied row by row; the
+                // fixture's down_proj (176 inputs) is held as its NF4-rounded values in F32.
+                LinearWeight::Frozen(w) if w.in_features() % 64 == 0 => {
+                    assert_eq!(w.matrix().format(), WeightFormat::Nf4);
+                }
+                LinearWeight::Frozen(w) => assert_eq!(w.matrix().format(), WeightFormat::F32),
+                LinearWeight::Dense(_) => panic!("a QLoRA projection is dense"),
+            }
+        }
+    }
+    check_step(&model, "qlora_reference.json", "qlora_grads.safetensors");
 }
 
 fn chat_data(dir: &std::path::Path) -> PathBuf {

@@ -10,7 +10,7 @@
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use crate::lora::{Proj, Site};
-use crate::model::Linear;
+use crate::model::{Linear, LinearWeight};
 use crate::{Error, Llama, Result};
 
 /// What a training run updates.
@@ -215,11 +215,11 @@ impl DenseParams {
                     read(&model.norm.weight)?,
                 ),
                 Slot::Weight(site) => {
-                    let w = &linear_of(model, site).weight;
+                    let w = linear_of(model, site).dense_weight(model.device());
                     (
                         format!("{}.weight", site.key()),
                         w.dims().to_vec(),
-                        read(w)?,
+                        read(&w)?,
                     )
                 }
                 Slot::Bias(site) => {
@@ -285,11 +285,13 @@ impl DenseParams {
                 match *slot {
                     Slot::Embed => {
                         if model.config.tie_word_embeddings {
-                            model.lm_head.weight = t.clone().transpose();
+                            model.lm_head.weight = LinearWeight::Dense(t.clone().transpose());
                         }
                         model.embed_tokens = t.clone();
                     }
-                    Slot::Weight(site) => linear_of_mut(&mut model, site).weight = t.clone(),
+                    Slot::Weight(site) => {
+                        linear_of_mut(&mut model, site).weight = LinearWeight::Dense(t.clone());
+                    }
                     _ => {}
                 }
                 leaves.push(Leaf::D2(t));
