@@ -8,7 +8,7 @@ use kiln_backend::DeviceSpec;
 use kiln_clip::clip::default_preprocess;
 use kiln_clip::fashion_mnist::{self, CLASSES, Split};
 use kiln_clip::train::{ContrastiveConfig, Pair, train_contrastive};
-use kiln_clip::{Clip, ClipConfig, ClipTokenizer, load_image};
+use kiln_clip::{Clip, ClipConfig, ClipTokenizer, load_image, load_image_upright};
 
 /// `kiln clip ...`
 #[derive(Subcommand)]
@@ -43,6 +43,10 @@ pub struct ClassifyArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Read images as transformers' `load_image` and pipelines do: EXIF orientation applied, alpha
+    /// dropped (default: as the processor sees `PIL.Image.open(path)`).
+    #[arg(long)]
+    upright: bool,
     /// Device: cpu, wgpu, vulkan, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -65,6 +69,10 @@ pub struct EmbedArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Read images as transformers' `load_image` and pipelines do: EXIF orientation applied, alpha
+    /// dropped (default: as the processor sees `PIL.Image.open(path)`).
+    #[arg(long)]
+    upright: bool,
     /// Device: cpu, wgpu, vulkan, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -185,7 +193,7 @@ fn classify(a: &ClassifyArgs) -> Result<()> {
     let images = a
         .image
         .iter()
-        .map(|p| load_image(p).map_err(anyhow::Error::from))
+        .map(|p| read_image(p, a.upright))
         .collect::<Result<Vec<_>>>()?;
     let results = clip.zero_shot_batch(&images, &labels, &a.template)?;
     if a.json {
@@ -207,6 +215,15 @@ fn classify(a: &ClassifyArgs) -> Result<()> {
     Ok(())
 }
 
+/// An image as the processor sees `PIL.Image.open(path)`, or upright as transformers' `load_image`.
+fn read_image(path: &std::path::Path, upright: bool) -> Result<kiln_clip::RgbImage> {
+    Ok(if upright {
+        load_image_upright(path)?
+    } else {
+        load_image(path)?
+    })
+}
+
 fn embed(a: &EmbedArgs) -> Result<()> {
     if a.image.is_empty() && a.text.is_empty() {
         bail!("give at least one --image or --text");
@@ -217,7 +234,7 @@ fn embed(a: &EmbedArgs) -> Result<()> {
         let images = a
             .image
             .iter()
-            .map(|p| load_image(p).map_err(anyhow::Error::from))
+            .map(|p| read_image(p, a.upright))
             .collect::<Result<Vec<_>>>()?;
         for (p, e) in a.image.iter().zip(clip.embed_images(&images)?) {
             rows.push(("image".into(), p.display().to_string(), e));

@@ -38,9 +38,46 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
     decode_at(bytes, Path::new(name))
 }
 
+/// Loads an image file as `transformers.image_utils.load_image(path)` returns it, which is what
+/// transformers' pipelines (`pipeline("zero-shot-image-classification")`, ...) feed the processor:
+/// the EXIF orientation applied as `PIL.ImageOps.exif_transpose` does (the orientation tag of the
+/// EXIF block in JPEG `APP1` or PNG `eXIf`, else an XMP `tiff:Orientation`), then
+/// `convert("RGB")`, which **drops** an alpha channel instead of compositing it.
+///
+/// # Errors
+/// As [`load_image`].
+pub fn load_image_upright(path: impl AsRef<Path>) -> Result<RgbImage> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| ClipError::ImageIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_upright_at(&bytes, path)
+}
+
+/// [`load_image_upright`] for bytes in memory; `name` stands for the file in errors.
+///
+/// # Errors
+/// As [`decode_image`].
+pub fn decode_image_upright(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    decode_upright_at(bytes, Path::new(name))
+}
+
+fn decode_upright_at(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    let img = decode_with(bytes, path, Alpha::Drop)?;
+    Ok(match crate::orientation::read(bytes) {
+        Some(o) => crate::orientation::apply(&img, o),
+        None => img,
+    })
+}
+
+fn decode_at(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    decode_with(bytes, path, Alpha::CompositeOnWhite)
+}
+
 /// JPEG bytes go to kiln-jpeg (libjpeg-turbo's decoder, Pillow's pixels); everything else to the
 /// `image` crate.
-fn decode_at(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+fn decode_with(bytes: &[u8], path: &Path, alpha: Alpha) -> Result<RgbImage> {
     if kiln_jpeg::is_jpeg(bytes) {
         let jpeg = kiln_jpeg::decode(bytes).map_err(|source| ClipError::JpegDecode {
             path: path.to_path_buf(),
@@ -64,7 +101,7 @@ fn decode_at(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         path: path.to_path_buf(),
         source,
     })?;
-    dynamic_to_rgb(img).map_err(|reason| ClipError::UnsupportedImage {
+    to_rgb(img, alpha).map_err(|reason| ClipError::UnsupportedImage {
         path: path.to_path_buf(),
         reason,
     })
@@ -72,6 +109,23 @@ fn decode_at(bytes: &[u8], path: &Path) -> Result<RgbImage> {
 
 /// Converts a decoded image to RGB with the rules of [`load_image`].
 pub fn dynamic_to_rgb(img: image::DynamicImage) -> std::result::Result<RgbImage, String> {
+    to_rgb(img, Alpha::CompositeOnWhite)
+}
+
+/// What RGB conversion does with an alpha channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpha {
+    /// transformers' `convert_to_rgb`: composite onto opaque white.
+    CompositeOnWhite,
+    /// Pillow's `convert("RGB")`: drop it.
+    Drop,
+}
+
+fn to_rgb(img: image::DynamicImage, alpha: Alpha) -> std::result::Result<RgbImage, String> {
+    let blend = |c: u8, a: u8| match alpha {
+        Alpha::CompositeOnWhite => composite_white(c, a),
+        Alpha::Drop => c,
+    };
     use image::DynamicImage as D;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let n = w * h;
@@ -85,14 +139,14 @@ pub fn dynamic_to_rgb(img: image::DynamicImage) -> std::result::Result<RgbImage,
         }
         D::ImageLumaA8(b) => {
             for p in b.as_raw().chunks_exact(2) {
-                let l = composite_white(p[0], p[1]);
+                let l = blend(p[0], p[1]);
                 out.extend_from_slice(&[l, l, l]);
             }
         }
         D::ImageRgba8(b) => {
             for p in b.as_raw().chunks_exact(4) {
                 for &c in &p[..3] {
-                    out.push(composite_white(c, p[3]));
+                    out.push(blend(c, p[3]));
                 }
             }
         }
@@ -104,7 +158,7 @@ pub fn dynamic_to_rgb(img: image::DynamicImage) -> std::result::Result<RgbImage,
         }
         D::ImageLumaA16(b) => {
             for p in b.as_raw().chunks_exact(2) {
-                let l = composite_white((p[0] >> 8) as u8, (p[1] >> 8) as u8);
+                let l = blend((p[0] >> 8) as u8, (p[1] >> 8) as u8);
                 out.extend_from_slice(&[l, l, l]);
             }
         }
@@ -113,7 +167,7 @@ pub fn dynamic_to_rgb(img: image::DynamicImage) -> std::result::Result<RgbImage,
             for p in b.as_raw().chunks_exact(4) {
                 let a = (p[3] >> 8) as u8;
                 for &c in &p[..3] {
-                    out.push(composite_white((c >> 8) as u8, a));
+                    out.push(blend((c >> 8) as u8, a));
                 }
             }
         }

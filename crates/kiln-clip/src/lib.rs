@@ -30,6 +30,7 @@ pub mod fashion_mnist;
 pub mod load;
 pub mod lora;
 pub mod model;
+pub mod orientation;
 pub mod preprocess;
 pub mod save;
 pub mod tokenizer;
@@ -37,6 +38,7 @@ pub mod train;
 
 pub use clip::{Clip, LabelScore};
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use decode::{decode_image_upright, load_image_upright};
 pub use error::{ClipError, Result};
 pub use model::{ClipModel, TokenBatch};
 pub use preprocess::{PreprocessConfig, Resample, RgbImage, Size, load_image, preprocess};
