@@ -3,7 +3,7 @@
 //! JSON with mean and standard deviation in tokens per second.
 //!
 //! `cargo run --release --example bench -- MODEL [--pp 512,64] [--tg 128] [--reps 3] [--device cpu]
-//! [--engine auto|burn|cpu]`
+//! [--engine auto|burn|cpu] [--activations exact|int8]`
 //! Threads: `RAYON_NUM_THREADS` (burn's CPU backend runs on rayon's global pool).
 
 use std::time::Instant;
@@ -30,6 +30,7 @@ fn main() -> Result<()> {
     )?;
     let (mut pp, mut tg, mut reps) = (vec![512, 64], vec![128], 3usize);
     let (mut device, mut engine) = ("cpu".to_string(), "auto".to_string());
+    let mut activations = kiln::llama::Activations::Exact;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -40,12 +41,14 @@ fn main() -> Result<()> {
             "--reps" => reps = value.parse()?,
             "--device" => device = value,
             "--engine" => engine = value,
+            "--activations" => activations = value.parse().map_err(anyhow::Error::msg)?,
             other => bail!("unknown flag {other}"),
         }
     }
     let options = kiln::llama::LoadOptions {
         device: device.parse()?,
         engine: engine.parse()?,
+        activations,
         ..Default::default()
     };
     let model = kiln::llama::LlamaGenerator::load(&model_path, &options)?;
@@ -88,7 +91,7 @@ fn main() -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(
-            &serde_json::json!({"model": model_path, "engine": engine, "threads": threads, "results": results})
+            &serde_json::json!({"model": model_path, "engine": engine, "activations": format!("{activations:?}").to_lowercase(), "threads": threads, "results": results})
         )?
     );
     Ok(())

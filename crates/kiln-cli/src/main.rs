@@ -77,6 +77,10 @@ pub struct ModelArgs {
     /// Engine: auto (Kiln's quantized CPU kernels on the CPU, burn on GPUs), burn, or cpu.
     #[arg(long, default_value = "auto")]
     engine: String,
+    /// CPU engine arithmetic on block-quantized weights: exact (f32 activations, transformers'
+    /// numbers) or int8 (llama.cpp's 8-bit activations for decode steps: faster, less exact).
+    #[arg(long, default_value = "exact")]
+    activations: kiln_llama::Activations,
     /// Quantize the projections of an f32/f16/bf16 checkpoint to NF4 at load (bitsandbytes'
     /// format; 4-bit weights on the CPU kernels).
     #[arg(long)]
@@ -194,6 +198,7 @@ fn load(args: &ModelArgs) -> Result<(LlamaGenerator, Vec<AdapterChoice>)> {
         device: args.device.parse().context("selecting the device")?,
         engine: args.engine.parse()?,
         nf4: args.nf4,
+        activations: args.activations,
     };
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());

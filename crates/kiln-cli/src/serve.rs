@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Engine: auto, burn, or cpu.
     #[arg(long, default_value = "auto")]
     engine: String,
+    /// CPU engine arithmetic on block-quantized weights: exact (f32 activations, transformers'
+    /// numbers) or int8 (llama.cpp's 8-bit activations for decode steps: faster, less exact).
+    #[arg(long, default_value = "exact")]
+    activations: kiln_llama::Activations,
     /// Print the sha256 digest of this API key (for the config's `keys[].sha256`) and exit.
     #[arg(long, value_name = "KEY")]
     hash_key: Option<String>,
@@ -104,6 +108,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         device: args.device.parse().context("selecting the device")?,
         engine: args.engine.parse()?,
         nf4: false,
+        activations: args.activations,
     };
     let mut handles = BTreeMap::new();
     for (i, m) in config.models.iter().enumerate() {

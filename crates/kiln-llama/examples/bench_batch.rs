@@ -1,7 +1,7 @@
 //! Decode throughput of continuous batching on the CPU engine: N sequences decoded together
 //! (`BatchGenerator`) against one, excluding prefill. Prints one JSON line.
 //!
-//!     cargo run --release -p kiln-llama --example bench_batch -- MODEL.gguf [N=8] [TOKENS=64]
+//!     cargo run --release -p kiln-llama --example bench_batch -- MODEL.gguf [N=8] [TOKENS=64] [exact|int8]
 
 use std::time::Instant;
 
@@ -10,10 +10,22 @@ use kiln_llama::{LlamaGenerator, LoadOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: bench_batch MODEL [N] [TOKENS]")?;
+    let path = args
+        .next()
+        .ok_or("usage: bench_batch MODEL [N] [TOKENS] [exact|int8]")?;
     let n: usize = args.next().map_or(Ok(8), |a| a.parse())?;
     let tokens: usize = args.next().map_or(Ok(64), |a| a.parse())?;
-    let model = LlamaGenerator::load(&path, &LoadOptions::default())?;
+    let activations = match args.next() {
+        Some(a) => a.parse::<kiln_llama::Activations>()?,
+        None => kiln_llama::Activations::Exact,
+    };
+    let model = LlamaGenerator::load(
+        &path,
+        &LoadOptions {
+            activations,
+            ..LoadOptions::default()
+        },
+    )?;
     let request = |i: usize| {
         let mut r = GenerationRequest::text(format!("Story number {i}: once upon a time"))
             .with_sampling(SamplingParams::greedy())

@@ -4,7 +4,7 @@
 
 use kiln_backend::{Device, DeviceSpec};
 
-use crate::cpu::{BatchWork, CpuCache, CpuLlama};
+use crate::cpu::{Activations, BatchWork, CpuCache, CpuLlama};
 use crate::load::WeightSource;
 use crate::lora::AdapterMix;
 use crate::{Error, KvCache, Llama, LlamaConfig, Result};
@@ -46,6 +46,9 @@ pub struct LoadOptions {
     /// Quantize the decoder projections of an f32/f16/bf16 checkpoint to NF4 at load, exactly
     /// as bitsandbytes does (QLoRA's base). GGUF files keep their own block formats.
     pub nf4: bool,
+    /// The CPU engine's arithmetic on block-quantized weights (exact by default; see
+    /// [`Activations`]). Ignored by the burn engine.
+    pub activations: Activations,
 }
 
 /// A loaded network.

@@ -113,7 +113,11 @@ impl LlamaGenerator {
             EngineKind::Burn => false,
         };
         if cpu {
-            Self::open_target(path.as_ref(), &Target::Cpu, options.nf4)
+            let mut model = Self::open_target(path.as_ref(), &Target::Cpu, options.nf4)?;
+            if let Engine::Cpu(m) = &mut model.engine {
+                m.set_activations(options.activations);
+            }
+            Ok(model)
         } else {
             let device = options.device.device()?;
             Self::open_target(path.as_ref(), &Target::Burn(&device), options.nf4)

@@ -46,6 +46,7 @@ pub mod train;
 pub use batch::LlamaBatch;
 pub use cache::KvCache;
 pub use config::{LlamaConfig, RopeScaling};
+pub use cpu::Activations;
 pub use engine::{EngineKind, LoadOptions, ModelCache};
 pub use error::{Error, Result};
 pub use generate::{LlamaGenerator, perplexity};

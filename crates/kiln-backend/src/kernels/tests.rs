@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 
 const ROWS: [usize; 4] = [1, 7, 33, 577];
-const COLS: [usize; 4] = [32, 96, 576, 1536];
+const COLS: [usize; 6] = [32, 64, 96, 224, 576, 1536];
 
 fn f16_bytes(v: f32) -> [u8; 2] {
     half::f16::from_f32(v).to_bits().to_le_bytes()

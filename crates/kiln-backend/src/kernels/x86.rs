@@ -348,6 +348,40 @@ fn spread4(s: __m128) -> (__m512, __m512) {
     (_mm512_permutexvar_ps(i01, v), _mm512_permutexvar_ps(i23, v))
 }
 
+/// Two little-endian f16 values at `p` and `p + stride`, widened into lanes 0 and 1 (F16C).
+///
+/// # Safety
+/// The two pairs of bytes must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x2_strided(p: *const u8, stride: usize) -> __m128 {
+    // SAFETY: the caller guarantees the bytes are readable; reads are unaligned.
+    let bits = unsafe {
+        let h = |k: usize| u32::from(p.add(k * stride).cast::<u16>().read_unaligned());
+        h(0) | (h(1) << 16)
+    };
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
+/// Two f32 at `p` in lanes 0 and 1, zeros above.
+///
+/// # Safety
+/// Eight bytes at `p` must be readable.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f32x2(p: *const f32) -> __m128 {
+    // SAFETY: the caller guarantees 8 readable bytes; the load is unaligned.
+    unsafe { _mm_castpd_ps(_mm_load_sd(p.cast())) }
+}
+
+/// The first result of [`spread4`]: lanes 0..8 get `s[0]`, 8..16 `s[1]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn spread2(s: __m128) -> __m512 {
+    let i01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(s))
+}
+
 /// The nibbles of two Q4 blocks (16 bytes at `p0` and at `p1`) as 64 bytes in element order.
 ///
 /// # Safety
@@ -411,6 +445,28 @@ unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const
             }
             b += 4;
         }
+        // Rows of 18 blocks (576 columns, common in small models) end with a pair: two blocks
+        // in one vector instead of the 256-bit single-block tail.
+        if b + 2 <= nb {
+            let p = rp.add(b * BB);
+            let dw = f16x2_strided(p, BB);
+            let cw = if MIN {
+                f16x2_strided(p.add(2), BB)
+            } else {
+                _mm_mul_ps(dw, _mm_set1_ps(-8.0))
+            };
+            let w01 = q4_nibbles_512(p.add(QS), p.add(BB + QS));
+            for t in 0..T {
+                let at = &a[t];
+                let xp = at.qs.as_ptr().add(b * BLOCK);
+                let s01 = spread2(_mm_mul_ps(dw, load_f32x2(at.d.as_ptr().add(b))));
+                let dot01 =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(xp.cast()));
+                acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), s01, acc[t][0]);
+                offset[t] = _mm_fmadd_ps(cw, load_f32x2(at.s.as_ptr().add(b)), offset[t]);
+            }
+            b += 2;
+        }
         let mut sums = [0.0f32; T];
         for t in 0..T {
             sums[t] =
@@ -470,6 +526,26 @@ unsafe fn dot_q8_0_avx512<const T: usize>(row: &[u8], a: &[Q8View<'_>; T]) -> [f
                 acc[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot23), s23, acc[t][1]);
             }
             b += 4;
+        }
+        if b + 2 <= nb {
+            let p = rp.add(b * 34);
+            let dw = f16x2_strided(p, 34);
+            let w01 = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_loadu_si256(p.add(2).cast())),
+                _mm256_loadu_si256(p.add(36).cast()),
+            );
+            let aw01 = _mm512_abs_epi8(w01);
+            let n01 = _mm512_movepi8_mask(w01);
+            for t in 0..T {
+                let at = &a[t];
+                let xp = at.qs.as_ptr().add(b * BLOCK);
+                let s01 = spread2(_mm_mul_ps(dw, load_f32x2(at.d.as_ptr().add(b))));
+                let x01 = _mm512_loadu_si512(xp.cast());
+                let dot01 =
+                    _mm512_dpbusd_epi32(zero, aw01, _mm512_mask_sub_epi8(x01, n01, zero, x01));
+                acc[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot01), s01, acc[t][0]);
+            }
+            b += 2;
         }
         let mut sums = [0.0f32; T];
         for t in 0..T {

@@ -2,7 +2,8 @@
 
 use kiln_backend::kernels::{QuantMatrix, Scratch};
 
-use super::matmul::matmul_exact;
+use super::Activations;
+use super::matmul::{Isa, isa, matmul_mode};
 use rayon::prelude::*;
 
 use crate::config::{LlamaConfig, rope_inv_freq};
@@ -72,7 +73,7 @@ impl Stacked {
         if self.mats.len() == 1 {
             let total: usize = self.widths.iter().sum();
             comb.resize(t * total, 0.0);
-            matmul_exact(&self.mats[0], x, t, comb, &mut w.tmp, &mut w.scratch);
+            w.matmul(&self.mats[0], x, t, comb);
             let mut off = 0;
             for (p, out) in outs.iter_mut().enumerate() {
                 let width = self.widths[p];
@@ -84,7 +85,7 @@ impl Stacked {
             }
         } else {
             for (m, out) in self.mats.iter().zip(outs.iter_mut()) {
-                matmul_exact(m, x, t, out, &mut w.tmp, &mut w.scratch);
+                w.matmul(m, x, t, out);
             }
         }
     }
@@ -96,11 +97,19 @@ pub struct BatchWork {
     work: Work,
 }
 
-/// Reusable buffers of the matmul kernels.
+/// Reusable buffers of the matmul kernels, and the arithmetic they use.
 #[derive(Debug, Clone, Default)]
 struct Bufs {
     tmp: Vec<f32>,
     scratch: Scratch,
+    int8: bool,
+}
+
+impl Bufs {
+    /// `y = x Wᵀ` for `n` rows with this pass's arithmetic.
+    fn matmul(&mut self, w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+        matmul_mode(self.int8, w, x, n, y, &mut self.tmp, &mut self.scratch);
+    }
 }
 
 /// A Llama model on the CPU kernels.
@@ -114,6 +123,7 @@ pub struct CpuLlama {
     norm: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
+    activations: Activations,
 }
 
 /// Keys and values of every layer, preallocated for the whole context, plus the work buffers a
@@ -282,7 +292,19 @@ impl CpuLlama {
             norm,
             cos,
             sin,
+            activations: Activations::Exact,
         })
+    }
+
+    /// The arithmetic of decode steps on block-quantized weights.
+    #[must_use]
+    pub fn activations(&self) -> Activations {
+        self.activations
+    }
+
+    /// Chooses the arithmetic of decode steps on block-quantized weights ([`Activations`]).
+    pub fn set_activations(&mut self, activations: Activations) {
+        self.activations = activations;
     }
 
     /// A cache for the whole context.
@@ -324,6 +346,16 @@ impl CpuLlama {
         all: bool,
         mix: &AdapterMix,
     ) -> Result<Vec<f32>> {
+        in_pool(|| self.forward_in_pool(ids, cache, all, mix))
+    }
+
+    fn forward_in_pool(
+        &self,
+        ids: &[u32],
+        cache: &mut CpuCache,
+        all: bool,
+        mix: &AdapterMix,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let t = ids.len();
         if t == 0 {
@@ -352,6 +384,7 @@ impl CpuLlama {
         );
         let (qd, kvd) = (nh * hd, nkv * hd);
         let w = &mut cache.work;
+        w.bufs.int8 = self.activations == Activations::Int8;
         resize(&mut w.x, t * d);
         for (row, &id) in w.x.chunks_exact_mut(d).zip(ids) {
             self.embed.dequantize_row(id as usize, row);
@@ -408,14 +441,7 @@ impl CpuLlama {
                     hd,
                 },
             );
-            matmul_exact(
-                &layer.o,
-                &w.attn,
-                t,
-                &mut w.o,
-                &mut w.bufs.tmp,
-                &mut w.bufs.scratch,
-            );
+            w.bufs.matmul(&layer.o, &w.attn, t, &mut w.o);
             mix.add_cpu(Site::Layer(l, Proj::O), &w.attn, t, &mut w.o, &mut w.lora);
             add_bias(&mut w.o, layer.o_bias.as_ref());
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
@@ -442,14 +468,7 @@ impl CpuLlama {
                 .iter_mut()
                 .zip(&w.up)
                 .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
-            matmul_exact(
-                &layer.down,
-                &w.gate,
-                t,
-                &mut w.o,
-                &mut w.bufs.tmp,
-                &mut w.bufs.scratch,
-            );
+            w.bufs.matmul(&layer.down, &w.gate, t, &mut w.o);
             mix.add_cpu(
                 Site::Layer(l, Proj::Down),
                 &w.gate,
@@ -469,14 +488,8 @@ impl CpuLlama {
             &mut w.h[..rows * d],
         );
         let mut logits = vec![0f32; rows * c.vocab_size];
-        matmul_exact(
-            &self.lm_head,
-            &w.h[..rows * d],
-            rows,
-            &mut logits,
-            &mut w.bufs.tmp,
-            &mut w.bufs.scratch,
-        );
+        w.bufs
+            .matmul(&self.lm_head, &w.h[..rows * d], rows, &mut logits);
         mix.add_cpu(
             Site::LmHead,
             &w.h[..rows * d],
@@ -495,6 +508,16 @@ impl CpuLlama {
     /// # Errors
     /// Mismatched lengths, a full cache, or an id outside the vocabulary.
     pub fn decode_batch(
+        &self,
+        ids: &[u32],
+        caches: &mut [&mut CpuCache],
+        mixes: &[&AdapterMix],
+        work: &mut BatchWork,
+    ) -> Result<Vec<f32>> {
+        in_pool(|| self.decode_batch_in_pool(ids, caches, mixes, work))
+    }
+
+    fn decode_batch_in_pool(
         &self,
         ids: &[u32],
         caches: &mut [&mut CpuCache],
@@ -533,6 +556,7 @@ impl CpuLlama {
         );
         let (qd, kvd) = (nh * hd, nkv * hd);
         let w = &mut work.work;
+        w.bufs.int8 = self.activations == Activations::Int8;
         resize(&mut w.x, n * d);
         for (row, &id) in w.x.chunks_exact_mut(d).zip(ids) {
             self.embed.dequantize_row(id as usize, row);
@@ -608,14 +632,7 @@ impl CpuLlama {
                     },
                 );
             }
-            matmul_exact(
-                &layer.o,
-                &w.attn,
-                n,
-                &mut w.o,
-                &mut w.bufs.tmp,
-                &mut w.bufs.scratch,
-            );
+            w.bufs.matmul(&layer.o, &w.attn, n, &mut w.o);
             per_row(at(Proj::O), &w.attn, qd, &mut w.o, d, &mut w.lora);
             add_bias(&mut w.o, layer.o_bias.as_ref());
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
@@ -634,14 +651,7 @@ impl CpuLlama {
                 .iter_mut()
                 .zip(&w.up)
                 .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
-            matmul_exact(
-                &layer.down,
-                &w.gate,
-                n,
-                &mut w.o,
-                &mut w.bufs.tmp,
-                &mut w.bufs.scratch,
-            );
+            w.bufs.matmul(&layer.down, &w.gate, n, &mut w.o);
             per_row(at(Proj::Down), &w.gate, ff, &mut w.o, d, &mut w.lora);
             w.x.iter_mut().zip(&w.o).for_each(|(x, o)| *x += o);
         }
@@ -651,14 +661,7 @@ impl CpuLlama {
         rms_norm_rows(&w.x, &self.norm, c.rms_norm_eps, &mut w.h);
         let v = c.vocab_size;
         let mut logits = vec![0f32; n * v];
-        matmul_exact(
-            &self.lm_head,
-            &w.h,
-            n,
-            &mut logits,
-            &mut w.bufs.tmp,
-            &mut w.bufs.scratch,
-        );
+        w.bufs.matmul(&self.lm_head, &w.h, n, &mut logits);
         per_row(Site::LmHead, &w.h, d, &mut logits, v, &mut w.lora);
         Ok(logits)
     }
@@ -710,30 +713,129 @@ fn attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let total = start + t;
     scores.resize(t * nh * total, 0.0);
-    out.par_chunks_mut(hd)
-        .zip(scores.par_chunks_mut(total))
+    let isa = isa();
+    // One task per (query row, key/value head): the `group` query heads that share a key/value
+    // head read each cached key and value once.
+    out.par_chunks_mut(group * hd)
+        .zip(scores.par_chunks_mut(group * total))
         .enumerate()
         .for_each(|(idx, (o, sc))| {
-            let (i, head) = (idx / nh, idx % nh);
-            let qv = &q[i * qd + head * hd..i * qd + (head + 1) * hd];
-            let kvh = head / group;
-            let n = start + i + 1;
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in sc[..n].iter_mut().enumerate() {
-                let kv = &kc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                *s = qv.iter().zip(kv).map(|(a, b)| a * b).sum::<f32>() * scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0.0;
-            for s in sc[..n].iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            o.iter_mut().for_each(|v| *v = 0.0);
-            for (j, &p) in sc[..n].iter().enumerate() {
-                let vv = &vc[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                let p = p / sum;
-                o.iter_mut().zip(vv).for_each(|(o, v)| *o += p * v);
+            let (i, kvh) = (idx / nkv, idx % nkv);
+            let group_in = GroupInput {
+                q: &q[i * qd + kvh * group * hd..i * qd + (kvh + 1) * group * hd],
+                kc,
+                vc,
+                stride: kvd,
+                offset: kvh * hd,
+                head_dim: hd,
+                scale,
+                len: start + i + 1,
+                total,
+            };
+            match isa {
+                // SAFETY: AVX-512F and FMA were detected.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { group_avx512(&group_in, sc, o) },
+                // SAFETY: AVX2 and FMA were detected.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { group_avx2(&group_in, sc, o) },
+                _ => group_attention(&group_in, sc, o),
             }
         });
+}
+
+/// Runs `f` on a worker of rayon's current pool (directly when already on one). A forward pass
+/// has about five parallel loops per layer; started from a thread outside the pool, each would
+/// inject a job and block until a worker picks it up and finishes, paying a wake-up every time.
+/// Inside the pool they fork and join like any nested rayon work.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
+/// The query heads of one key/value head (`q`: `group * head_dim`) and their view of the cache:
+/// key/value `j` starts at `j * stride + offset`; `len` positions are visible.
+struct GroupInput<'a> {
+    q: &'a [f32],
+    kc: &'a [f32],
+    vc: &'a [f32],
+    stride: usize,
+    offset: usize,
+    head_dim: usize,
+    scale: f32,
+    len: usize,
+    /// Row length of the score buffer (one row per query head).
+    total: usize,
+}
+
+/// `q · k` with 16 independent accumulators, so that the compiler emits vector FMAs.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..16 {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Softmax attention of a group of query heads over the visible cached positions into `o`
+/// (`group * head_dim`), reading each key and value once for the whole group.
+#[inline(always)]
+fn group_attention(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+    let hd = g.head_dim;
+    let heads = g.q.len() / hd;
+    for j in 0..g.len {
+        let at = j * g.stride + g.offset;
+        let k = &g.kc[at..at + hd];
+        for h in 0..heads {
+            scores[h * g.total + j] = dot(&g.q[h * hd..(h + 1) * hd], k) * g.scale;
+        }
+    }
+    for h in 0..heads {
+        let sc = &mut scores[h * g.total..h * g.total + g.len];
+        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0;
+        for s in sc.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        sc.iter_mut().for_each(|s| *s *= inv);
+    }
+    o.fill(0.0);
+    for j in 0..g.len {
+        let at = j * g.stride + g.offset;
+        let v = &g.vc[at..at + hd];
+        for h in 0..heads {
+            let p = scores[h * g.total + j];
+            for (o, &v) in o[h * hd..(h + 1) * hd].iter_mut().zip(v) {
+                *o = p.mul_add(v, *o);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn group_avx512(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+    group_attention(g, scores, o);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_avx2(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+    group_attention(g, scores, o);
 }

@@ -97,14 +97,16 @@ unsafe fn rows_avx2(w: &QuantMatrix, x: &[f32], n: usize, first: usize, out: &mu
     rows_kernel(w, x, n, first, out);
 }
 
+/// The instruction set the kernels of this engine use.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Isa {
+pub(crate) enum Isa {
     Avx512,
     Avx2,
     Portable,
 }
 
-fn isa() -> Isa {
+/// The best instruction set of this CPU (detected once).
+pub(crate) fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -200,6 +202,24 @@ pub(crate) fn matmul_exact(
     scratch: &mut Scratch,
 ) {
     matmul_exact_with(isa(), w, x, n, y, tmp, scratch);
+}
+
+/// [`matmul_exact`], or for decode-sized products (`n < 16`) on block formats with
+/// `int8` set, kiln-backend's 8-bit-activation kernels (llama.cpp's arithmetic).
+pub(crate) fn matmul_mode(
+    int8: bool,
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    tmp: &mut Vec<f32>,
+    scratch: &mut Scratch,
+) {
+    if int8 && w.format().is_quantized() && n < GEMM_MIN_ROWS {
+        matmul_into(w, x, n, y, scratch);
+    } else {
+        matmul_exact(w, x, n, y, tmp, scratch);
+    }
 }
 
 /// [`matmul_exact`] on a chosen instruction set (tests force each one).
