@@ -90,9 +90,14 @@ fn main() -> Result<()> {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     println!(
         "{}",
-        serde_json::to_string_pretty(
-            &serde_json::json!({"model": model_path, "engine": engine, "activations": format!("{activations:?}").to_lowercase(), "threads": threads, "results": results})
-        )?
+        serde_json::to_string_pretty(&serde_json::json!({
+            "model": model_path,
+            "engine": engine,
+            "activations": format!("{activations:?}").to_lowercase(),
+            "weight_bytes_per_token": model.cpu_model().map(|m| m.weight_bytes_per_token()),
+            "threads": threads,
+            "results": results
+        }))?
     );
     Ok(())
 }

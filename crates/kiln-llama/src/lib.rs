@@ -37,6 +37,7 @@ pub mod lora;
 pub mod merge;
 pub mod model;
 mod prefix;
+pub mod prune;
 pub mod sampling;
 mod sequence;
 mod special;

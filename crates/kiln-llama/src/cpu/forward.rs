@@ -91,6 +91,27 @@ impl Stacked {
     }
 }
 
+/// Intermediate values of a forward pass shown to [`CpuLlama::forward_probed`]'s probe, for every
+/// new position (row-major, one row per position).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Probe<'a> {
+    /// The attention output of every query head before `o_proj` (`[t, heads * head_dim]`).
+    Attention {
+        /// The layer.
+        layer: usize,
+        /// The values.
+        heads: &'a [f32],
+    },
+    /// The MLP's hidden activations `silu(gate) * up` before `down_proj` (`[t, intermediate]`).
+    Mlp {
+        /// The layer.
+        layer: usize,
+        /// The values.
+        hidden: &'a [f32],
+    },
+}
+
 /// The work buffers of [`CpuLlama::decode_batch`], reused across steps.
 #[derive(Debug, Clone, Default)]
 pub struct BatchWork {
@@ -296,6 +317,28 @@ impl CpuLlama {
         })
     }
 
+    /// Bytes of weights one decode step reads: every layer's matrices and the output projection
+    /// in their stored formats, the norms, and one embedding row (the keys and values of the
+    /// cache come on top). A decode step cannot run faster than memory delivers these.
+    #[must_use]
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let f32s = |v: &[f32]| v.len() * 4;
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let stacked = |s: &Stacked| s.mats.iter().map(|m| m.bytes().len()).sum::<usize>();
+                stacked(&l.qkv)
+                    + l.o.bytes().len()
+                    + stacked(&l.gate_up)
+                    + l.down.bytes().len()
+                    + f32s(&l.attn_norm)
+                    + f32s(&l.ffn_norm)
+            })
+            .sum();
+        layers + self.lm_head.bytes().len() + f32s(&self.norm) + self.embed.row_bytes()
+    }
+
     /// The arithmetic of decode steps on block-quantized weights.
     #[must_use]
     pub fn activations(&self) -> Activations {
@@ -346,7 +389,21 @@ impl CpuLlama {
         all: bool,
         mix: &AdapterMix,
     ) -> Result<Vec<f32>> {
-        in_pool(|| self.forward_in_pool(ids, cache, all, mix))
+        in_pool(|| self.forward_in_pool(ids, cache, all, mix, None))
+    }
+
+    /// [`CpuLlama::forward`] that shows `probe` each layer's intermediate values (for
+    /// activation-aware pruning and analysis; see [`Probe`]).
+    ///
+    /// # Errors
+    /// As [`CpuLlama::forward`].
+    pub fn forward_probed(
+        &self,
+        ids: &[u32],
+        cache: &mut CpuCache,
+        probe: &mut (dyn FnMut(Probe<'_>) + Send),
+    ) -> Result<Vec<f32>> {
+        in_pool(|| self.forward_in_pool(ids, cache, false, &AdapterMix::none(), Some(probe)))
     }
 
     fn forward_in_pool(
@@ -355,6 +412,7 @@ impl CpuLlama {
         cache: &mut CpuCache,
         all: bool,
         mix: &AdapterMix,
+        mut probe: Option<&mut (dyn FnMut(Probe<'_>) + Send)>,
     ) -> Result<Vec<f32>> {
         let c = &self.config;
         let t = ids.len();
@@ -441,6 +499,12 @@ impl CpuLlama {
                     hd,
                 },
             );
+            if let Some(p) = probe.as_mut() {
+                p(Probe::Attention {
+                    layer: l,
+                    heads: &w.attn,
+                });
+            }
             w.bufs.matmul(&layer.o, &w.attn, t, &mut w.o);
             mix.add_cpu(Site::Layer(l, Proj::O), &w.attn, t, &mut w.o, &mut w.lora);
             add_bias(&mut w.o, layer.o_bias.as_ref());
@@ -468,6 +532,12 @@ impl CpuLlama {
                 .iter_mut()
                 .zip(&w.up)
                 .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            if let Some(p) = probe.as_mut() {
+                p(Probe::Mlp {
+                    layer: l,
+                    hidden: &w.gate,
+                });
+            }
             w.bufs.matmul(&layer.down, &w.gate, t, &mut w.o);
             mix.add_cpu(
                 Site::Layer(l, Proj::Down),
@@ -715,18 +785,22 @@ fn attention(
     scores.resize(t * nh * total, 0.0);
     let isa = isa();
     // One task per (query row, key/value head): the `group` query heads that share a key/value
-    // head read each cached key and value once.
-    out.par_chunks_mut(group * hd)
-        .zip(scores.par_chunks_mut(group * total))
+    // head read each cached key and value once. A decode step has too few such tasks to keep
+    // every thread busy (3 for SmolLM2), so with fewer than 8 it takes one task per query head.
+    let per_task = if t * nkv >= 8 { group } else { 1 };
+    let tasks_per_row = nh / per_task;
+    out.par_chunks_mut(per_task * hd)
+        .zip(scores.par_chunks_mut(per_task * total))
         .enumerate()
         .for_each(|(idx, (o, sc))| {
-            let (i, kvh) = (idx / nkv, idx % nkv);
+            let (i, unit) = (idx / tasks_per_row, idx % tasks_per_row);
+            let first_head = unit * per_task;
             let group_in = GroupInput {
-                q: &q[i * qd + kvh * group * hd..i * qd + (kvh + 1) * group * hd],
+                q: &q[i * qd + first_head * hd..i * qd + (first_head + per_task) * hd],
                 kc,
                 vc,
                 stride: kvd,
-                offset: kvh * hd,
+                offset: (first_head / group) * hd,
                 head_dim: hd,
                 scale,
                 len: start + i + 1,

@@ -40,4 +40,4 @@ mod avx512;
 mod forward;
 mod matmul;
 
-pub use forward::{BatchWork, CpuCache, CpuLlama};
+pub use forward::{BatchWork, CpuCache, CpuLlama, Probe};
