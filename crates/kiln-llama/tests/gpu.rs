@@ -59,8 +59,15 @@ fn gpu_matches_cpu_logits_and_greedy_tokens() {
         let on_cpu = LlamaGenerator::open(fixture(name), &cpu).unwrap();
         let prompt = ids(&r["input_ids"][0]);
         let (a, b) = (logits(&on_gpu, &prompt), logits(&on_cpu, &prompt));
-        let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        eprintln!("{name} on {}: max |logit diff| vs cpu = {max:e}", gpu_spec());
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "{name} on {}: max |logit diff| vs cpu = {max:e}",
+            gpu_spec()
+        );
         assert!(max <= 1e-3, "{name}: max |logit diff| {max}");
         let want = ids(&r["greedy_ids"]);
         let req = GenerationRequest::new(Prompt::Tokens(prompt.clone()))

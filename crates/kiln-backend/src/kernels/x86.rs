@@ -337,6 +337,103 @@ pub(super) unsafe fn rows_avx2(
 // AVX-512
 // ---------------------------------------------------------------------------------------------
 
+/// A row's dot product before its horizontal reduction: the sum of `lanes` plus `rest`.
+#[derive(Clone, Copy)]
+struct Partial {
+    lanes: __m512,
+    rest: f32,
+}
+
+impl Partial {
+    // SAFETY: an all-zero bit pattern is a valid `__m512`.
+    const ZERO: Self = Self {
+        lanes: unsafe { std::mem::zeroed() },
+        rest: 0.0,
+    };
+}
+
+/// The 16 lanes of `v` summed in the order [`reduce8`] sums each of its vectors (halves, then
+/// pairs within 128-bit lanes, then the two 128-bit halves), so that a row gives the same bits
+/// whether it is reduced alone or eight at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn reduce1(v: __m512) -> f32 {
+    let h = _mm256_add_ps(
+        _mm512_castps512_ps256(v),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+    );
+    let t = _mm256_hadd_ps(h, h);
+    let t = _mm256_hadd_ps(t, t);
+    _mm_cvtss_f32(_mm_add_ss(
+        _mm256_castps256_ps128(t),
+        _mm256_extractf128_ps::<1>(t),
+    ))
+}
+
+/// The horizontal sums of eight vectors at once (two rounds of `vhaddps` and one lane exchange
+/// instead of eight reductions); each equals [`reduce1`] of its vector.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn reduce8(v: &[__m512; 8]) -> [f32; 8] {
+    let h = |z: __m512| {
+        _mm256_add_ps(
+            _mm512_castps512_ps256(z),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(z))),
+        )
+    };
+    let abcd = _mm256_hadd_ps(
+        _mm256_hadd_ps(h(v[0]), h(v[1])),
+        _mm256_hadd_ps(h(v[2]), h(v[3])),
+    );
+    let efgh = _mm256_hadd_ps(
+        _mm256_hadd_ps(h(v[4]), h(v[5])),
+        _mm256_hadd_ps(h(v[6]), h(v[7])),
+    );
+    let sum = _mm256_add_ps(
+        _mm256_permute2f128_ps::<0x20>(abcd, efgh),
+        _mm256_permute2f128_ps::<0x31>(abcd, efgh),
+    );
+    let mut out = [0f32; 8];
+    // SAFETY: `out` has room for eight f32.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+    out
+}
+
+/// `out[i] = row_i · a` for the block formats on AVX-512, the rows' reductions done eight at a
+/// time.
+///
+/// # Safety
+/// `dot` must be safe to call on every row of `rows` with `a` (the caller's length contract) on
+/// this CPU.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn rows_reduced8(
+    rows: &[u8],
+    row_bytes: usize,
+    out: &mut [f32],
+    dot: impl Fn(&[u8]) -> Partial,
+) {
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut rows_it = rows.chunks_exact(row_bytes);
+    for o in &mut chunks {
+        let mut lanes = [_mm512_setzero_ps(); 8];
+        let mut rest = [0f32; 8];
+        for k in 0..8 {
+            let p = dot(rows_it.next().unwrap_or_default());
+            lanes[k] = p.lanes;
+            rest[k] = p.rest;
+        }
+        let sums = reduce8(&lanes);
+        for k in 0..8 {
+            o[k] = sums[k] + rest[k];
+        }
+    }
+    for (o, r) in chunks.into_remainder().iter_mut().zip(rows_it) {
+        let p = dot(r);
+        *o = reduce1(p.lanes) + p.rest;
+    }
+}
+
 /// Per-lane scales of four blocks: lanes 0..8 get `s[0]`, 8..16 `s[1]` (first result), and `s[2]`,
 /// `s[3]` likewise (second result).
 #[inline]
@@ -410,7 +507,7 @@ unsafe fn q4_nibbles_512(p0: *const u8, p1: *const u8) -> __m512i {
 unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const T: usize>(
     row: &[u8],
     a: &[Q8View<'_>; T],
-) -> [f32; T] {
+) -> [Partial; T] {
     let nb = a[0].d.len();
     let rp = row.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); 2]; T];
@@ -467,12 +564,14 @@ unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const
             }
             b += 2;
         }
-        let mut sums = [0.0f32; T];
+        let mut parts = [Partial::ZERO; T];
         for t in 0..T {
-            sums[t] =
-                _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + hsum128(offset[t]);
+            parts[t].lanes = _mm512_add_ps(
+                _mm512_add_ps(acc[t][0], acc[t][1]),
+                _mm512_zextps128_ps512(offset[t]),
+            );
             for bb in b..nb {
-                sums[t] += q4_block_256::<QS, MIN>(
+                parts[t].rest += q4_block_256::<QS, MIN>(
                     rp.add(bb * BB),
                     a[t].qs.as_ptr().add(bb * BLOCK),
                     *a[t].d.get_unchecked(bb),
@@ -480,7 +579,7 @@ unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const
                 );
             }
         }
-        sums
+        parts
     }
 }
 
@@ -491,7 +590,7 @@ unsafe fn dot_q4_avx512<const BB: usize, const QS: usize, const MIN: bool, const
 /// As [`dot_q8_0_avx2`], for every activation row.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_q8_0_avx512<const T: usize>(row: &[u8], a: &[Q8View<'_>; T]) -> [f32; T] {
+unsafe fn dot_q8_0_avx512<const T: usize>(row: &[u8], a: &[Q8View<'_>; T]) -> [Partial; T] {
     let nb = a[0].d.len();
     let rp = row.as_ptr();
     let zero = _mm512_setzero_si512();
@@ -547,18 +646,18 @@ unsafe fn dot_q8_0_avx512<const T: usize>(row: &[u8], a: &[Q8View<'_>; T]) -> [f
             }
             b += 2;
         }
-        let mut sums = [0.0f32; T];
+        let mut parts = [Partial::ZERO; T];
         for t in 0..T {
-            sums[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+            parts[t].lanes = _mm512_add_ps(acc[t][0], acc[t][1]);
             for bb in b..nb {
                 let p = rp.add(bb * 34);
                 let w = _mm256_loadu_si256(p.add(2).cast());
                 let x = _mm256_loadu_si256(a[t].qs.as_ptr().add(bb * BLOCK).cast());
                 let dot = dot_u8i8_256(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-                sums[t] += hsum256(dot) * f16_at(p) * *a[t].d.get_unchecked(bb);
+                parts[t].rest += hsum256(dot) * f16_at(p) * *a[t].d.get_unchecked(bb);
             }
         }
-        sums
+        parts
     }
 }
 
@@ -644,19 +743,17 @@ pub(super) unsafe fn rows_avx512(
                 ));
             }
             (WeightFormat::Q4_0, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<18, 2, false, 1>(
-                    r,
-                    &[a]
-                )[0]);
+                rows_reduced8(rows, row_bytes, out, |r| {
+                    dot_q4_avx512::<18, 2, false, 1>(r, &[a])[0]
+                });
             }
             (WeightFormat::Q4_1, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q4_avx512::<20, 4, true, 1>(
-                    r,
-                    &[a]
-                )[0]);
+                rows_reduced8(rows, row_bytes, out, |r| {
+                    dot_q4_avx512::<20, 4, true, 1>(r, &[a])[0]
+                });
             }
             (WeightFormat::Q8_0, Input::Q8(a)) => {
-                each_row!(rows, row_bytes, out, |r| dot_q8_0_avx512::<1>(r, &[a])[0]);
+                rows_reduced8(rows, row_bytes, out, |r| dot_q8_0_avx512::<1>(r, &[a])[0]);
             }
             _ => unreachable!("format {format} with the wrong activation kind"),
         }
@@ -686,7 +783,7 @@ pub(super) unsafe fn rows_avx512_tile(
     for (i, row) in rows.chunks_exact(row_bytes).enumerate() {
         // SAFETY: `check` established the length contract for every activation row, and the caller
         // guarantees the CPU features.
-        let sums = unsafe {
+        let parts = unsafe {
             match format {
                 WeightFormat::Q4_0 => dot_q4_avx512::<18, 2, false, TILE>(row, acts),
                 WeightFormat::Q4_1 => dot_q4_avx512::<20, 4, true, TILE>(row, acts),
@@ -695,7 +792,7 @@ pub(super) unsafe fn rows_avx512_tile(
             }
         };
         for t in 0..TILE {
-            out[t][i] = sums[t];
+            out[t][i] = reduce1(parts[t].lanes) + parts[t].rest;
         }
     }
 }
