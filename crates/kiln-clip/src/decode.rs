@@ -25,11 +25,15 @@ use crate::preprocess::RgbImage;
 /// Errors name the file: unreadable, corrupt, truncated, not an image, or a floating-point format.
 pub fn load_image(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ClipError::ImageIo {
+    decode_at(&read(path)?, path)
+}
+
+/// The bytes of an image file; errors name it.
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| ClipError::ImageIo {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode_at(&bytes, path)
+    })
 }
 
 /// Decodes an encoded image (PNG, JPEG, ...) held in memory with the rules of [`load_image`];
@@ -48,11 +52,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<RgbImage> {
 /// As [`load_image`].
 pub fn load_image_upright(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ClipError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    decode_upright_at(&bytes, path)
+    decode_upright_at(&read(path)?, path)
 }
 
 /// [`load_image_upright`] for bytes in memory; `name` stands for the file in errors.

@@ -7,8 +7,9 @@
 //! the whole run. [`frozen_linear`] is instead a custom burn operation on the Flex (CPU) backend
 //! and its autodiff twin: the weight stays a [`QuantMatrix`] of blocks, and both products
 //! dequantize one tile of rows at a time (at most [`TILE_ROWS`] rows, a few MB) into a buffer that
-//! an f32 GEMM then multiplies. Each product equals the dequantize-then-multiply reference up to
-//! summation order; the graph stores no copy of the weight, only the shared handle.
+//! an f32 GEMM then multiplies (forward is the CPU engine's prefill product). Each product equals
+//! the dequantize-then-multiply reference up to summation order; the graph stores no copy of the
+//! weight, only the shared handle.
 //!
 //! On other backends (wgpu, CUDA) the operation is not registered: [`Llama`](crate::Llama) keeps
 //! dense weights there ([`FrozenWeight::supported_on`]).
@@ -24,10 +25,11 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::tensor::{Device, Shape, Tensor, TensorData};
 use kiln_backend::kernels::QuantMatrix;
-use rayon::prelude::*;
+
+use crate::cpu::matmul::{GEMM_TILE_ROWS, dequantize_tile, gemm_dequantized};
 
 /// Weight rows dequantized per GEMM call.
-pub const TILE_ROWS: usize = 512;
+pub const TILE_ROWS: usize = GEMM_TILE_ROWS;
 
 /// A frozen `[out, in]` weight (Hugging Face order) kept in its stored block format.
 #[derive(Clone)]
@@ -133,50 +135,10 @@ fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
 }
 
-/// Dequantizes rows `r0..r0 + r` of `w` into `tile` (`r × cols`).
-fn dequantize_rows(w: &QuantMatrix, r0: usize, r: usize, tile: &mut Vec<f32>) {
-    let cols = w.cols();
-    tile.resize(r * cols, 0.0);
-    tile[..r * cols]
-        .par_chunks_mut(cols)
-        .enumerate()
-        .for_each(|(i, row)| w.dequantize_row(r0 + i, row));
-}
-
-/// `y = x Wᵀ`: `x` is `n × in`, the result `n × out`.
+/// `y = x Wᵀ`: `x` is `n × in`, the result `n × out` (the CPU engine's prefill product).
 fn forward_values(w: &QuantMatrix, x: &[f32], n: usize) -> Vec<f32> {
-    let (rows, cols) = (w.rows(), w.cols());
-    let mut y = vec![0.0f32; n * rows];
-    let mut tile = Vec::new();
-    for r0 in (0..rows).step_by(TILE_ROWS) {
-        let r = TILE_ROWS.min(rows - r0);
-        dequantize_rows(w, r0, r, &mut tile);
-        // SAFETY: dst(i, j) is y[i * rows + r0 + j] for i < n, j < r, inside `y` (n·rows long);
-        // lhs(i, k) is x[i * cols + k] (n·cols long); rhs(k, j) is tile[j * cols + k] (r·cols).
-        unsafe {
-            gemm::gemm(
-                n,
-                r,
-                cols,
-                y.as_mut_ptr().add(r0),
-                1,
-                rows as isize,
-                false,
-                x.as_ptr(),
-                1,
-                cols as isize,
-                tile.as_ptr(),
-                cols as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            );
-        }
-    }
+    let mut y = vec![0.0f32; n * w.rows()];
+    gemm_dequantized(w, x, n, &mut y, &mut Vec::new());
     y
 }
 
@@ -187,7 +149,7 @@ fn backward_values(w: &QuantMatrix, dy: &[f32], n: usize) -> Vec<f32> {
     let mut tile = Vec::new();
     for r0 in (0..rows).step_by(TILE_ROWS) {
         let r = TILE_ROWS.min(rows - r0);
-        dequantize_rows(w, r0, r, &mut tile);
+        dequantize_tile(w, r0, r, &mut tile);
         // SAFETY: dst(i, k) is dx[i * cols + k] (n·cols long); lhs(i, j) is dy[i * rows + r0 + j]
         // for j < r (inside n·rows); rhs(j, k) is tile[j * cols + k] (r·cols long). `read_dst`
         // accumulates the tiles: dx += dy[:, r0..r0+r] · tile.

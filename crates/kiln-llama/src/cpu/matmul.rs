@@ -148,18 +148,30 @@ fn run_rows(
 /// save memory traffic.
 const GEMM_MIN_ROWS: usize = 16;
 /// Weight rows dequantized per GEMM call (a 576-wide tile is 2.4 MB of f32).
-const GEMM_TILE_ROWS: usize = 1024;
+pub(crate) const GEMM_TILE_ROWS: usize = 1024;
+
+/// Dequantizes rows `r0..r0 + r` of `w` into `tile` (`r × cols`, row-major).
+pub(crate) fn dequantize_tile(w: &QuantMatrix, r0: usize, r: usize, tile: &mut Vec<f32>) {
+    let cols = w.cols();
+    tile.resize(r * cols, 0.0);
+    tile[..r * cols]
+        .par_chunks_mut(cols)
+        .enumerate()
+        .for_each(|(i, row)| w.dequantize_row(r0 + i, row));
+}
 
 /// `y = x Wᵀ` through dequantized tiles of `W` and the `gemm` crate.
-fn gemm_dequantized(w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32], tile: &mut Vec<f32>) {
+pub(crate) fn gemm_dequantized(
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+    tile: &mut Vec<f32>,
+) {
     let (rows, cols) = (w.rows(), w.cols());
     for r0 in (0..rows).step_by(GEMM_TILE_ROWS) {
         let r = GEMM_TILE_ROWS.min(rows - r0);
-        tile.resize(r * cols, 0.0);
-        tile[..r * cols]
-            .par_chunks_mut(cols)
-            .enumerate()
-            .for_each(|(i, row)| w.dequantize_row(r0 + i, row));
+        dequantize_tile(w, r0, r, tile);
         // SAFETY: dst is `y[i * rows + r0 + j]` for i < n, j < r (inside `y`, which is n·rows long);
         // lhs is `x[i * cols + k]` (n·cols long); rhs(k, j) is `tile[j * cols + k]` (r·cols long).
         unsafe {

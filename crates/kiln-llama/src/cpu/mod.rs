@@ -38,6 +38,6 @@ impl std::str::FromStr for Activations {
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod forward;
-mod matmul;
+pub(crate) mod matmul;
 
 pub use forward::{BatchWork, CpuCache, CpuLlama, Probe};
