@@ -12,8 +12,11 @@
 //!   offsets of Q4_0/Q8_0 cost one multiply per block), then each weight block is dotted with an
 //!   activation block in integer arithmetic: AVX-512 VNNI `vpdpbusd` over two blocks per instruction,
 //!   AVX2 `vpmaddubsw`, or a portable scalar loop (the SIMD loops take four blocks per step and
-//!   convert and multiply their f16 scales four at a time). [`matmul`] on AVX-512 unpacks each
-//!   weight block once for four activation rows at a time (bit-identical to [`matvec`] per row).
+//!   convert and multiply their f16 scales four at a time). [`matmul`] on AVX-512 takes the
+//!   activation rows eight at a time, four rows sharing each vector (one per 128-bit lane) so that
+//!   a weight block's scales are applied to four rows per instruction; leftover rows go four at a
+//!   time through the single-row kernel's arithmetic (bit-identical to [`matvec`] per row) and the
+//!   rows of a group of eight differ from it only by summation order.
 //!   The result differs from `W·x` in f32 by the
 //!   activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
 //!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
@@ -416,6 +419,10 @@ pub struct Scratch {
     s: Vec<f32>,
     /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
     xf: Vec<f32>,
+    /// Groups of eight quantized rows interleaved for the AVX-512 eight-row kernel, and their
+    /// scales (see `x86::interleave8`); empty when unused.
+    il: Vec<i8>,
+    sc: Vec<f32>,
 }
 
 impl Scratch {
@@ -434,6 +441,36 @@ impl Scratch {
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
             xf: Vec::new(),
+            il: Vec::new(),
+            sc: Vec::new(),
+        }
+    }
+
+    /// Prepares `n` activation rows `x` (`n` times the matrix's width) for products with weights
+    /// in `format`, for [`matmul_rows`]: quantized to 8 bits per block for Q4_0, Q4_1 and Q8_0
+    /// (and, on AVX-512, laid out for the eight-row kernel when `n ≥ 8`), reordered for NF4,
+    /// nothing for the float formats (they read `x` itself).
+    ///
+    /// # Panics
+    /// When `x.len()` is not a multiple of `n` or a row is not a whole number of 32-blocks.
+    pub fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize) {
+        if format.is_quantized() {
+            self.quantize(x);
+            self.il.clear();
+            self.sc.clear();
+            #[cfg(target_arch = "x86_64")]
+            if n >= x86::GROUP && SimdPath::detect() == SimdPath::Avx512 {
+                assert!(x.len().is_multiple_of(n), "prepare: x.len() is not n rows");
+                let blocks = x.len() / n / BLOCK;
+                let (mut il, mut sc) = (std::mem::take(&mut self.il), std::mem::take(&mut self.sc));
+                for g in 0..n / x86::GROUP {
+                    let rows = std::array::from_fn(|t| self.view(g * x86::GROUP + t, blocks));
+                    x86::interleave8(&rows, &mut il, &mut sc);
+                }
+                (self.il, self.sc) = (il, sc);
+            }
+        } else if format == WeightFormat::Nf4 {
+            nf4::deinterleave(x, &mut self.xf);
         }
     }
 
@@ -649,15 +686,100 @@ pub fn matmul_with(
     if n == 0 || w.rows == 0 {
         return;
     }
+    scratch.prepare(w.format, x, n);
+    let scratch = &*scratch;
+    let rows = w.rows;
+    let out = SharedOut(y.as_mut_ptr());
+    let task = |chunk_index: usize| {
+        let r0 = chunk_index * MATMUL_ROWS_PER_TASK;
+        let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows);
+        // SAFETY: `y` is `n × rows` (asserted above); this task writes columns `r0..r1` of its rows,
+        // and distinct tasks have distinct `r0..r1`.
+        unsafe { chunk(path, w, x, n, scratch, r0..r1, out, rows, r0) };
+    };
+    let chunks = rows.div_ceil(MATMUL_ROWS_PER_TASK);
+    if n * rows * w.cols < PARALLEL_MIN_ELEMS || rayon::current_num_threads() <= 1 {
+        (0..chunks).for_each(task);
+    } else {
+        (0..chunks).into_par_iter().for_each(task);
+    }
+}
+
+/// `out = X W[rows]ᵀ` for the weight rows `rows` only, on the calling thread: `out` is
+/// `n × rows.len()`, row-major (`out[j * rows.len() + i]` is row `rows.start + i` of `W` times
+/// activation row `j`). `scratch` must hold the activations `x` prepared by [`Scratch::prepare`]
+/// for `w.format()`; several calls (on disjoint ranges, from several threads) can share it. This is
+/// the building block for callers that split the rows across their own threads; the results are
+/// bit-identical to [`matmul_into`]'s.
+///
+/// # Panics
+/// When the lengths do not match the matrix and `n`, `rows` is outside the matrix, or `scratch`
+/// was not prepared for `n` rows of this width.
+pub fn matmul_rows(
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    scratch: &Scratch,
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
+    let path = SimdPath::detect();
+    assert_eq!(x.len(), n * w.cols, "matmul_rows: x.len() != n * cols");
+    assert!(
+        rows.start <= rows.end && rows.end <= w.rows,
+        "matmul_rows: rows {rows:?} outside 0..{}",
+        w.rows
+    );
+    let len = rows.len();
+    assert_eq!(
+        out.len(),
+        n * len,
+        "matmul_rows: out.len() != n * rows.len()"
+    );
+    if w.format.is_quantized() {
+        assert_eq!(
+            scratch.qs.len(),
+            n * w.cols,
+            "matmul_rows: scratch not prepared for x"
+        );
+    } else if w.format == WeightFormat::Nf4 {
+        assert_eq!(
+            scratch.xf.len(),
+            n * w.cols,
+            "matmul_rows: scratch not prepared for x"
+        );
+    }
+    let ptr = SharedOut(out.as_mut_ptr());
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows.end);
+        // SAFETY: `out` is `n × len` (asserted), and columns `r0 - start .. r1 - start` of each of
+        // its rows are in bounds; nothing else holds `out`.
+        unsafe { chunk(path, w, x, n, scratch, r0..r1, ptr, len, r0 - rows.start) };
+        r0 = r1;
+    }
+}
+
+/// Products of the weight rows `rows` with the `n` prepared activation rows: element
+/// `(j, r)` goes to `out[j * stride + col0 + (r - rows.start)]`.
+///
+/// # Safety
+/// `path` is supported; `x`, `scratch` and `rows` fit `w` and `n` (checked by the callers); every
+/// written element is inside the caller's output and not accessed by anyone else meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk(
+    path: SimdPath,
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    scratch: &Scratch,
+    rows: Range<usize>,
+    out: SharedOut,
+    stride: usize,
+    col0: usize,
+) {
     let quantized = w.format.is_quantized();
     let blocks = w.cols / BLOCK;
-    if quantized {
-        scratch.quantize(x);
-    }
-    if w.format == WeightFormat::Nf4 {
-        nf4::deinterleave(x, &mut scratch.xf);
-    }
-    let scratch = &*scratch;
     let x: &[f32] = if w.format == WeightFormat::Nf4 {
         &scratch.xf
     } else {
@@ -670,64 +792,69 @@ pub fn matmul_with(
             Input::F32(&x[j * w.cols..(j + 1) * w.cols])
         }
     };
-    let rows = w.rows;
+    let (r0, r1) = (rows.start, rows.end);
     let rb = w.row_bytes;
-    let bytes = w.bytes();
-    let out = SharedOut(y.as_mut_ptr());
-    let task = |chunk_index: usize| {
-        let r0 = chunk_index * MATMUL_ROWS_PER_TASK;
-        let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows);
-        let wc = &bytes[r0 * rb..r1 * rb];
-        #[allow(unused_mut)]
-        let mut first = 0;
-        #[cfg(target_arch = "x86_64")]
-        if path == SimdPath::Avx512 && quantized {
-            while first + x86::TILE <= n {
-                let j = first;
-                let acts: [Q8View<'_>; x86::TILE] =
-                    std::array::from_fn(|t| scratch.view(j + t, blocks));
-                let mut outs: [&mut [f32]; x86::TILE] = std::array::from_fn(|t| {
-                    // SAFETY: as below; the `TILE` ranges are distinct activation rows `j + t`.
-                    unsafe {
-                        std::slice::from_raw_parts_mut(out.get().add((j + t) * rows + r0), r1 - r0)
-                    }
-                });
-                // SAFETY: `path.is_supported()` was asserted, so the CPU has AVX-512 F/BW/VL/VNNI.
-                unsafe { x86::rows_avx512_tile(w.format, wc, rb, &acts, &mut outs) };
-                first += x86::TILE;
-            }
-        }
-        #[cfg(target_arch = "x86_64")]
-        if path == SimdPath::Avx512 && w.format == WeightFormat::Nf4 {
-            while first + nf4::TILE <= n {
-                let j = first;
-                let xs: [&[f32]; nf4::TILE] =
-                    std::array::from_fn(|t| &x[(j + t) * w.cols..(j + t + 1) * w.cols]);
-                let mut outs: [&mut [f32]; nf4::TILE] = std::array::from_fn(|t| {
-                    // SAFETY: as below; the `TILE` ranges are distinct activation rows `j + t`.
-                    unsafe {
-                        std::slice::from_raw_parts_mut(out.get().add((j + t) * rows + r0), r1 - r0)
-                    }
-                });
-                // SAFETY: `path.is_supported()` was asserted, so the CPU has AVX-512 F/BW/VL/VNNI.
-                unsafe { nf4::rows_tile_avx512(wc, rb, &xs, &mut outs) };
-                first += nf4::TILE;
-            }
-        }
-        for j in first..n {
-            // SAFETY: `y` has `n * rows` elements (asserted above) and outlives this call; the range
-            // `j * rows + r0 .. j * rows + r1` is in bounds, and distinct chunks cover distinct `r0..r1`,
-            // so no two tasks (and nothing else) touch the same element while `y` is mutably borrowed.
-            let yc =
-                unsafe { std::slice::from_raw_parts_mut(out.get().add(j * rows + r0), r1 - r0) };
-            rows_kernel(path, w.format, wc, rb, input(j), yc);
-        }
+    let wc = &w.bytes()[r0 * rb..r1 * rb];
+    // SAFETY (every slice below): the caller guarantees that row `j`'s columns
+    // `col0 .. col0 + (r1 - r0)` at `out + j * stride` are exclusively ours.
+    let dst = |j: usize| unsafe {
+        std::slice::from_raw_parts_mut(out.get().add(j * stride + col0), r1 - r0)
     };
-    let chunks = rows.div_ceil(MATMUL_ROWS_PER_TASK);
-    if n * rows * w.cols < PARALLEL_MIN_ELEMS || rayon::current_num_threads() <= 1 {
-        (0..chunks).for_each(task);
-    } else {
-        (0..chunks).into_par_iter().for_each(task);
+    #[allow(unused_mut)]
+    let mut first = 0;
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512
+        && quantized
+        && scratch.il.len() == n / x86::GROUP * blocks * x86::GROUP_BLOCK_BYTES
+    {
+        let (gb, gs) = (
+            blocks * x86::GROUP_BLOCK_BYTES,
+            blocks * x86::GROUP_BLOCK_SCALES,
+        );
+        while first + x86::GROUP <= n {
+            let g = first / x86::GROUP;
+            let mut outs: [&mut [f32]; x86::GROUP] = std::array::from_fn(|t| dst(first + t));
+            // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI; `il` and `sc` hold `n / 8` groups
+            // of `blocks` blocks from `interleave8` (length checked above).
+            unsafe {
+                x86::rows_avx512_x8(
+                    w.format,
+                    wc,
+                    rb,
+                    &scratch.il[g * gb..(g + 1) * gb],
+                    &scratch.sc[g * gs..(g + 1) * gs],
+                    &mut outs,
+                );
+            }
+            first += x86::GROUP;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512 && quantized {
+        while first + x86::TILE <= n {
+            let j = first;
+            let acts: [Q8View<'_>; x86::TILE] =
+                std::array::from_fn(|t| scratch.view(j + t, blocks));
+            let mut outs: [&mut [f32]; x86::TILE] = std::array::from_fn(|t| dst(j + t));
+            // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI.
+            unsafe { x86::rows_avx512_tile(w.format, wc, rb, &acts, &mut outs) };
+            first += x86::TILE;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512 && w.format == WeightFormat::Nf4 {
+        while first + nf4::TILE <= n {
+            let j = first;
+            let xs: [&[f32]; nf4::TILE] =
+                std::array::from_fn(|t| &x[(j + t) * w.cols..(j + t + 1) * w.cols]);
+            let mut outs: [&mut [f32]; nf4::TILE] = std::array::from_fn(|t| dst(j + t));
+            // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI.
+            unsafe { nf4::rows_tile_avx512(wc, rb, &xs, &mut outs) };
+            first += nf4::TILE;
+        }
+    }
+    for j in first..n {
+        rows_kernel(path, w.format, wc, rb, input(j), dst(j));
     }
 }
 

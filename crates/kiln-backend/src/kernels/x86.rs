@@ -796,3 +796,163 @@ pub(super) unsafe fn rows_avx512_tile(
         }
     }
 }
+
+/// Activation rows per group of [`rows_avx512_x8`].
+pub(super) const GROUP: usize = 8;
+/// Bytes of interleaved activations per block of a group: four 64-byte vectors.
+pub(super) const GROUP_BLOCK_BYTES: usize = 4 * 64;
+/// Scale floats per block of a group: two vectors of `d`, two of `s`.
+pub(super) const GROUP_BLOCK_SCALES: usize = 4 * 16;
+
+/// Appends eight quantized activation rows laid out for [`rows_avx512_x8`]. Per block `b`:
+/// - `il[b]`: vectors `X[h][g]` (`h` = 0, 1: elements `16h..16h + 16`; `g` = 0, 1: rows
+///   `4g..4g + 4`, one row per 128-bit lane), in the order `X[0][0], X[0][1], X[1][0], X[1][1]`;
+/// - `sc[b]`: `D[0], D[1]` (each lane holds its row's scale `d`), then `S[0], S[1]` (the first lane
+///   of each 128-bit lane holds its row's `s = d·Σq`, the other three zero).
+pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Vec<f32>) {
+    let nb = a[0].d.len();
+    for b in 0..nb {
+        for h in 0..2 {
+            for g in 0..2 {
+                for row in &a[4 * g..4 * g + 4] {
+                    let at = b * BLOCK + 16 * h;
+                    il.extend_from_slice(&row.qs[at..at + 16]);
+                }
+            }
+        }
+        for g in 0..2 {
+            for row in &a[4 * g..4 * g + 4] {
+                sc.extend_from_slice(&[row.d[b]; 4]);
+            }
+        }
+        for g in 0..2 {
+            for row in &a[4 * g..4 * g + 4] {
+                sc.extend_from_slice(&[row.s[b], 0.0, 0.0, 0.0]);
+            }
+        }
+    }
+}
+
+/// An f16 at `p` widened and broadcast to 16 lanes.
+///
+/// # Safety
+/// `p..p+2` must be readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn f16_splat(p: *const u8) -> __m512 {
+    // SAFETY: the caller guarantees two readable bytes; the read is unaligned.
+    let bits = unsafe { p.cast::<i16>().read_unaligned() };
+    _mm512_cvtph_ps(_mm256_set1_epi16(bits))
+}
+
+/// The sums of each 128-bit lane's four floats (one activation row per lane), in lanes 0..4.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn lane_sums(v: __m512) -> [f32; 4] {
+    let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0b01_00_11_10>(v, v));
+    let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0b10_11_00_01>(v, v));
+    let mut all = [0f32; 16];
+    // SAFETY: `all` has room for 16 floats.
+    unsafe { _mm512_storeu_ps(all.as_mut_ptr(), v) };
+    [all[0], all[4], all[8], all[12]]
+}
+
+/// `out[r][i] = row_i · a_r` for eight activation rows laid out by [`interleave8`] (`il`, `sc`), on
+/// Q4_0, Q4_1 or Q8_0 weights. Each weight block is read once for all eight rows and its scales
+/// are applied to all of them with one multiply and one fused multiply-add per four rows: the
+/// rows share the vectors' lanes (one row per 128-bit lane), so the per-block float work that a
+/// row-at-a-time kernel repeats for every row is done for four at once. Q4 nibbles are the
+/// unsigned operand of `vpdpbusd`; Q8_0 weights are the signed one, against activations offset by
+/// 128 (`x ^ 0x80`), corrected by `128 · Σw` from one more `vpdpbusd` per block.
+///
+/// The sums run in another order than [`rows_avx512`]'s, so a row's result can differ from the
+/// single-row kernel's in the last bits (within the f32 rounding bound of the kernel tests).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `il` and `sc` must come from
+/// [`interleave8`] on rows of `row_bytes / format.block_bytes()` blocks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn rows_avx512_x8(
+    format: WeightFormat,
+    rows: &[u8],
+    row_bytes: usize,
+    il: &[i8],
+    sc: &[f32],
+    out: &mut [&mut [f32]; GROUP],
+) {
+    let bb = format.block_bytes();
+    let nb = row_bytes / bb;
+    assert_eq!(il.len(), nb * GROUP_BLOCK_BYTES, "interleaved activations");
+    assert_eq!(sc.len(), nb * GROUP_BLOCK_SCALES, "interleaved scales");
+    assert!(matches!(
+        format,
+        WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0
+    ));
+    let nrows = rows.len() / row_bytes;
+    assert!(out.iter().all(|o| o.len() == nrows));
+    let low = _mm512_set1_epi8(0x0F);
+    let flip = _mm512_set1_epi8(-128);
+    let ones = _mm512_set1_epi8(1);
+    let zero = _mm512_setzero_si512();
+    for (i, row) in rows.chunks_exact(row_bytes).enumerate() {
+        let rp = row.as_ptr();
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut off = [_mm512_setzero_ps(); 2];
+        // SAFETY: block `b < nb` of the row is `rp + b·bb .. + bb` (the row is `nb · bb` bytes);
+        // its activations are `il[b·256 ..][..256]` and `sc[b·64 ..][..64]` (lengths asserted).
+        unsafe {
+            for b in 0..nb {
+                let p = rp.add(b * bb);
+                let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
+                let x = |k: usize| _mm512_loadu_si512(xp.add(64 * k).cast());
+                let dw = f16_splat(p);
+                let (dots, cw) = match format {
+                    WeightFormat::Q8_0 => {
+                        let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
+                        let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
+                        let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
+                        let fix = _mm512_slli_epi32::<7>(sw);
+                        let dot = |g: usize| {
+                            let u0 = _mm512_xor_si512(x(g), flip);
+                            let u1 = _mm512_xor_si512(x(2 + g), flip);
+                            let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, u0, w0), u1, w1);
+                            _mm512_sub_epi32(d, fix)
+                        };
+                        ([dot(0), dot(1)], None)
+                    }
+                    _ => {
+                        let min = format == WeightFormat::Q4_1;
+                        let qs = if min { 4 } else { 2 };
+                        let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
+                        let lo = _mm512_and_si512(q, low);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+                        let dot = |g: usize| {
+                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x(g)), hi, x(2 + g))
+                        };
+                        let cw = if min {
+                            f16_splat(p.add(2))
+                        } else {
+                            _mm512_mul_ps(dw, _mm512_set1_ps(-8.0))
+                        };
+                        ([dot(0), dot(1)], Some(cw))
+                    }
+                };
+                for g in 0..2 {
+                    let scaled =
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), _mm512_loadu_ps(sp.add(16 * g)));
+                    acc[g] = _mm512_fmadd_ps(scaled, dw, acc[g]);
+                    if let Some(cw) = cw {
+                        off[g] = _mm512_fmadd_ps(_mm512_loadu_ps(sp.add(32 + 16 * g)), cw, off[g]);
+                    }
+                }
+            }
+        }
+        for g in 0..2 {
+            let sums = lane_sums(_mm512_add_ps(acc[g], off[g]));
+            for (k, s) in sums.into_iter().enumerate() {
+                out[4 * g + k][i] = s;
+            }
+        }
+    }
+}

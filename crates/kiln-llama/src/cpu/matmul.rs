@@ -8,7 +8,11 @@
 //! changes greedy answers. Kiln chooses exactness by default.
 
 use half::f16;
-use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_into};
+use std::ops::Range;
+
+use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_rows};
+
+use super::team::Buf;
 use rayon::prelude::*;
 
 pub(crate) const BLOCK: usize = 32;
@@ -146,7 +150,7 @@ fn run_rows(
 /// From this many activation rows on (prefill), weight tiles are dequantized and multiplied by a
 /// cache-blocked f32 GEMM: compute-bound work wants the GEMM's register tiling more than it wants to
 /// save memory traffic.
-const GEMM_MIN_ROWS: usize = 16;
+pub(crate) const GEMM_MIN_ROWS: usize = 16;
 /// Weight rows dequantized per GEMM call (a 576-wide tile is 2.4 MB of f32).
 pub(crate) const GEMM_TILE_ROWS: usize = 1024;
 
@@ -200,91 +204,156 @@ pub(crate) fn gemm_dequantized(
     }
 }
 
-/// `y = x Wᵀ` for `n` activation rows: `x` is `[n, cols]`, `y` is `[n, rows]`, both row-major.
-/// Block formats use f32 activations (exact); F32/F16/BF16 go to the kernels of kiln-backend, which
-/// do not quantize activations for those formats.
-///
-/// `tmp` is reused between calls so that the decode loop does not allocate.
-pub(crate) fn matmul_exact(
-    w: &QuantMatrix,
-    x: &[f32],
-    n: usize,
-    y: &mut [f32],
-    tmp: &mut Vec<f32>,
-    scratch: &mut Scratch,
-) {
-    matmul_exact_with(isa(), w, x, n, y, tmp, scratch);
+/// How a product of `n` activation rows with a matrix of some format is computed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mode {
+    /// Prefill on block formats: dequantized tiles and an f32 GEMM.
+    Gemm,
+    /// Decode on block formats, exact: f32 activations, weights dequantized in registers.
+    Exact,
+    /// kiln-backend's kernels: the float formats and NF4 (f32 activations), or block formats with
+    /// 8-bit activations (`int8` decode).
+    Backend,
 }
 
-thread_local! {
-    /// The activations' per-block sums of [`matmul_exact_with`], reused across calls.
-    static XSUM: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// [`matmul_exact`], or for decode-sized products (`n < 16`) on block formats with
-/// `int8` set, kiln-backend's 8-bit-activation kernels (llama.cpp's arithmetic).
-pub(crate) fn matmul_mode(
-    int8: bool,
-    w: &QuantMatrix,
-    x: &[f32],
-    n: usize,
-    y: &mut [f32],
-    tmp: &mut Vec<f32>,
-    scratch: &mut Scratch,
-) {
-    if int8 && w.format().is_quantized() && n < GEMM_MIN_ROWS {
-        matmul_into(w, x, n, y, scratch);
+/// The [`Mode`] of a product of `n` rows with weights in `format` (`int8`: decode steps may
+/// quantize activations to 8 bits).
+pub(crate) fn mode(format: WeightFormat, n: usize, int8: bool) -> Mode {
+    if !format.is_quantized() {
+        Mode::Backend
+    } else if n >= GEMM_MIN_ROWS {
+        Mode::Gemm
+    } else if int8 {
+        Mode::Backend
     } else {
-        matmul_exact(w, x, n, y, tmp, scratch);
+        Mode::Exact
     }
 }
 
-/// [`matmul_exact`] on a chosen instruction set (tests force each one).
-fn matmul_exact_with(
-    isa: Isa,
-    w: &QuantMatrix,
-    x: &[f32],
-    n: usize,
-    y: &mut [f32],
-    tmp: &mut Vec<f32>,
-    scratch: &mut Scratch,
-) {
-    if !w.format().is_quantized() {
-        matmul_into(w, x, n, y, scratch);
-        return;
+/// One thread's buffers for products over a range of a matrix's rows: the prepared activations
+/// (8-bit blocks, NF4 order, or per-block sums) and tiles. Nothing is allocated once they have
+/// grown, so a decode loop does not allocate.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RowBufs {
+    scratch: Scratch,
+    xsum: Vec<f32>,
+    tmp: Vec<f32>,
+    tile: Vec<f32>,
+    /// The instruction set of the exact kernels (tests force each one; `None`: the best).
+    isa: Option<Isa>,
+}
+
+impl RowBufs {
+    /// Prepares `n` activation rows `x` for [`RowBufs::rows_into`] on weights in `format`.
+    pub(crate) fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize, int8: bool) {
+        match mode(format, n, int8) {
+            Mode::Backend => self.scratch.prepare(format, x, n),
+            Mode::Exact => {
+                self.xsum.clear();
+                self.xsum
+                    .extend(x.chunks_exact(BLOCK).map(|b| b.iter().sum::<f32>()));
+            }
+            Mode::Gemm => {}
+        }
     }
-    let rows = w.rows();
-    if n >= GEMM_MIN_ROWS {
-        gemm_dequantized(w, x, n, y, tmp);
-        return;
-    }
-    // Tasks write `[n, task_rows]` tiles into `tmp`, transposed into `y` afterwards (no-op for n = 1).
-    let buf: &mut [f32] = if n == 1 {
-        &mut y[..rows]
-    } else {
-        tmp.resize(n * rows, 0.0);
-        &mut tmp[..]
-    };
-    // Per-block sums of the activations, for the blocks' offset terms, in a buffer this thread
-    // reuses (a decode step makes about 150 of these calls; none allocates once it has grown).
-    // Taken out of the thread-local for the call: while this thread waits in the parallel loop,
-    // rayon may run another product on it, which then simply finds no buffer to reuse.
-    let mut xsum = XSUM.take();
-    xsum.clear();
-    xsum.extend(x.chunks_exact(BLOCK).map(|b| b.iter().sum::<f32>()));
-    buf.par_chunks_mut(ROWS_PER_TASK * n)
-        .enumerate()
-        .for_each(|(task, out)| {
-            run_rows(isa, w, x, &xsum, n, task * ROWS_PER_TASK, out);
-        });
-    XSUM.set(xsum);
-    if n > 1 {
-        for (task, tile) in tmp.chunks(ROWS_PER_TASK * n).enumerate() {
-            let task_rows = tile.len() / n;
-            for i in 0..n {
-                let dst = &mut y
-                    [i * rows + task * ROWS_PER_TASK..i * rows + task * ROWS_PER_TASK + task_rows];
-                dst.copy_from_slice(&tile[i * task_rows..(i + 1) * task_rows]);
+
+    /// `y[j * stride + col0 + (r - rows.start)] = x_j · W_r` for the weight rows `r` in `rows` and
+    /// the `n` activation rows `x_j` (prepared by [`RowBufs::prepare`] with the same arguments),
+    /// on the calling thread.
+    ///
+    /// # Safety
+    /// No one else reads or writes those elements of `y` during the call.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn rows_into(
+        &mut self,
+        w: &QuantMatrix,
+        x: &[f32],
+        n: usize,
+        rows: Range<usize>,
+        y: Buf,
+        stride: usize,
+        col0: usize,
+        int8: bool,
+    ) {
+        let len = rows.len();
+        if len == 0 || n == 0 {
+            return;
+        }
+        // SAFETY (every `dst`): the caller gives us these elements of `y` exclusively.
+        let dst = |j: usize| unsafe { y.slice_mut(j * stride + col0..j * stride + col0 + len) };
+        match mode(w.format(), n, int8) {
+            Mode::Gemm => {
+                let cols = w.cols();
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let r = GEMM_TILE_ROWS.min(rows.end - r0);
+                    self.tile.resize(r * cols, 0.0);
+                    for (i, row) in self.tile.chunks_exact_mut(cols).enumerate() {
+                        w.dequantize_row(r0 + i, row);
+                    }
+                    let at = col0 + (r0 - rows.start);
+                    // The destination block: rows j < n at `y[j * stride + at ..][..r]`.
+                    assert!(
+                        (n - 1) * stride + at + r <= y.len(),
+                        "GEMM output outside y"
+                    );
+                    // SAFETY: dst(j, i) is `y[j * stride + at + i]` for j < n, i < r (inside `y`,
+                    // checked above, and ours); lhs is `x[j * cols + k]` (n·cols long); rhs(k, i)
+                    // is `tile[i * cols + k]` (r·cols long).
+                    unsafe {
+                        gemm::gemm(
+                            n,
+                            r,
+                            cols,
+                            y.ptr().add(at),
+                            1,
+                            stride as isize,
+                            false,
+                            x.as_ptr(),
+                            1,
+                            cols as isize,
+                            self.tile.as_ptr(),
+                            cols as isize,
+                            1,
+                            0.0f32,
+                            1.0f32,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    r0 += r;
+                }
+            }
+            Mode::Exact => {
+                let isa = self.isa.unwrap_or_else(isa);
+                let mut r0 = rows.start;
+                while r0 < rows.end {
+                    let r = ROWS_PER_TASK.min(rows.end - r0);
+                    let off = r0 - rows.start;
+                    if n == 1 {
+                        run_rows(isa, w, x, &self.xsum, 1, r0, &mut dst(0)[off..off + r]);
+                    } else {
+                        self.tmp.resize(n * r, 0.0);
+                        run_rows(isa, w, x, &self.xsum, n, r0, &mut self.tmp[..n * r]);
+                        for j in 0..n {
+                            dst(j)[off..off + r].copy_from_slice(&self.tmp[j * r..(j + 1) * r]);
+                        }
+                    }
+                    r0 += r;
+                }
+            }
+            Mode::Backend => {
+                if n == 1 {
+                    matmul_rows(w, x, 1, &self.scratch, rows, dst(0));
+                } else {
+                    self.tmp.resize(n * len, 0.0);
+                    matmul_rows(w, x, n, &self.scratch, rows, &mut self.tmp[..n * len]);
+                    for j in 0..n {
+                        dst(j).copy_from_slice(&self.tmp[j * len..(j + 1) * len]);
+                    }
+                }
             }
         }
     }
@@ -307,6 +376,21 @@ mod tests {
             }
         }
         v
+    }
+
+    /// `y = x Wᵀ` through [`RowBufs`] in three uneven row ranges (as a team's members compute
+    /// it), on the instruction set `isa` for the exact kernels.
+    fn rows_split_with(isa: Isa, w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+        let rows = w.rows();
+        let buf = Buf::new(y);
+        for range in [0..rows / 3, rows / 3..rows / 2 + 1, rows / 2 + 1..rows] {
+            let mut b = RowBufs::default();
+            b.prepare(w.format(), x, n, false);
+            b.isa = Some(isa);
+            // SAFETY: `buf` is `y`, which nothing else touches meanwhile.
+            let col0 = range.start;
+            unsafe { b.rows_into(w, x, n, range, buf, rows, col0, false) };
+        }
     }
 
     #[test]
@@ -340,7 +424,7 @@ mod tests {
                     .collect();
                 let mut y = vec![0f32; n * rows];
                 for isa in available() {
-                    matmul_exact_with(isa, &m, &x, n, &mut y, &mut Vec::new(), &mut Scratch::new());
+                    rows_split_with(isa, &m, &x, n, &mut y);
                     for i in 0..n {
                         for r in 0..rows {
                             let want: f32 =

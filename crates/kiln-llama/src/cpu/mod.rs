@@ -35,9 +35,12 @@ impl std::str::FromStr for Activations {
     }
 }
 
+mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod forward;
 pub(crate) mod matmul;
+mod pass;
+mod team;
 
 pub use forward::{BatchWork, CpuCache, CpuLlama, Probe};
