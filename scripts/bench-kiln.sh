@@ -6,6 +6,7 @@
 # bandwidth (crates/kiln-backend/examples/membw.rs) and prints decode's share of the bound it implies
 # for the model's bytes per token. Writes $KILN_CACHE/bench/kiln-bench-<engine>.json, prints a summary
 # line per engine and, when scripts/bench-peers.sh has run, the ratios to llama.cpp.
+# Then the batched-decode ratio (BATCH sequences, default 8, against one; bench_batch) per arithmetic.
 # Run on an idle machine: on 2 cores any other process skews both tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,5 +48,23 @@ if per_token and tg:
     bound = (f" | {per_token / 1e6:.1f} MB/token, bound {limit:.0f} tok/s at {bw:.1f} GB/s,"
              f" {tg[0]['test']} at {100 * tg[0]['tokens_per_second'] / limit:.0f}% of it")
 print(line + f" (threads={d['threads']})" + (" | vs llama.cpp: " + ", ".join(ratios) if ratios else "") + bound)
+PY
+done
+# Batched decode (issue 8, point 4): BATCH sequences decoded together against one, decode steps only.
+cargo build --quiet --release -p kiln-llama --example bench_batch
+batch_bin="${CARGO_TARGET_DIR:-target}/release/examples/bench_batch"
+for activations in exact int8; do
+  for _ in $(seq "$REPS"); do
+    RAYON_NUM_THREADS="$THREADS" "$batch_bin" "$MODEL" "${BATCH:-8}" 64 "$activations"
+  done >"$CACHE/bench/kiln-batch-$activations.jsonl"
+  python3 - "$CACHE/bench/kiln-batch-$activations.jsonl" "$activations" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+one = [r["one_tokens_per_s"] for r in runs]
+many = [r["batch_tokens_per_s"] for r in runs]
+ratio = [r["ratio"] for r in runs]
+print(f"kiln[cpu, {sys.argv[2]}] batch of {runs[0]['sequences']}: 1 sequence {statistics.median(one):.1f} tok/s,"
+      f" {runs[0]['sequences']} sequences {statistics.median(many):.1f} tok/s, ratio {statistics.median(ratio):.2f}x"
+      f" (runs {min(ratio):.2f}-{max(ratio):.2f}x)")
 PY
 done

@@ -890,69 +890,130 @@ pub(super) unsafe fn rows_avx512_x8(
     ));
     let nrows = rows.len() / row_bytes;
     assert!(out.iter().all(|o| o.len() == nrows));
+    let mut i = 0;
+    // SAFETY: rows `i` and `i + 1 < nrows` are `row_bytes = nb · bb` bytes each; `il` and `sc`
+    // hold `nb` blocks (asserted above); the caller guarantees the CPU features.
+    unsafe {
+        let row = |i: usize| rows.as_ptr().add(i * row_bytes);
+        while i + 2 <= nrows {
+            let sums = match format {
+                WeightFormat::Q4_0 => x8_rows::<Q4_0_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
+                WeightFormat::Q4_1 => x8_rows::<Q4_1_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
+                _ => x8_rows::<Q8_0_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
+            };
+            for (k, s) in sums.iter().enumerate() {
+                for (o, v) in out.iter_mut().zip(s) {
+                    o[i + k] = *v;
+                }
+            }
+            i += 2;
+        }
+        if i < nrows {
+            let sums = match format {
+                WeightFormat::Q4_0 => x8_rows::<Q4_0_KIND, 1>([row(i)], nb, il, sc),
+                WeightFormat::Q4_1 => x8_rows::<Q4_1_KIND, 1>([row(i)], nb, il, sc),
+                _ => x8_rows::<Q8_0_KIND, 1>([row(i)], nb, il, sc),
+            };
+            for (o, v) in out.iter_mut().zip(&sums[0]) {
+                o[i] = *v;
+            }
+        }
+    }
+}
+
+const Q4_0_KIND: u8 = 0;
+const Q4_1_KIND: u8 = 1;
+const Q8_0_KIND: u8 = 2;
+
+/// `R` weight rows (Q4_0, Q4_1 or Q8_0 by `KIND`, `nb` blocks each) times the eight interleaved
+/// activation rows: `[weight row][activation row]`. The activations of a block are loaded once
+/// for the `R` weight rows.
+///
+/// # Safety
+/// Each `rows[k]` points at `nb` readable blocks; `il`, `sc` hold `nb` blocks; AVX-512 F/BW/VL/VNNI,
+/// FMA and F16C are available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn x8_rows<const KIND: u8, const R: usize>(
+    rows: [*const u8; R],
+    nb: usize,
+    il: &[i8],
+    sc: &[f32],
+) -> [[f32; GROUP]; R] {
+    let bb = match KIND {
+        Q4_0_KIND => 18,
+        Q4_1_KIND => 20,
+        _ => 34,
+    };
     let low = _mm512_set1_epi8(0x0F);
     let flip = _mm512_set1_epi8(-128);
     let ones = _mm512_set1_epi8(1);
     let zero = _mm512_setzero_si512();
-    for (i, row) in rows.chunks_exact(row_bytes).enumerate() {
-        let rp = row.as_ptr();
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let mut off = [_mm512_setzero_ps(); 2];
-        // SAFETY: block `b < nb` of the row is `rp + b·bb .. + bb` (the row is `nb · bb` bytes);
-        // its activations are `il[b·256 ..][..256]` and `sc[b·64 ..][..64]` (lengths asserted).
-        unsafe {
-            for b in 0..nb {
-                let p = rp.add(b * bb);
-                let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
-                let x = |k: usize| _mm512_loadu_si512(xp.add(64 * k).cast());
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut off = [[_mm512_setzero_ps(); 2]; R];
+    // SAFETY: block `b < nb` of weight row `k` is `rows[k] + b·bb .. + bb`; its activations are
+    // `il[b·256 ..][..256]` and `sc[b·64 ..][..64]` (the caller's guarantee).
+    unsafe {
+        for b in 0..nb {
+            let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
+            let mut x = [_mm512_setzero_si512(); 4];
+            for (k, v) in x.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(xp.add(64 * k).cast());
+                if KIND == Q8_0_KIND {
+                    // Unsigned operand: x + 128.
+                    *v = _mm512_xor_si512(*v, flip);
+                }
+            }
+            let dx = [_mm512_loadu_ps(sp), _mm512_loadu_ps(sp.add(16))];
+            let sx = [_mm512_loadu_ps(sp.add(32)), _mm512_loadu_ps(sp.add(48))];
+            for r in 0..R {
+                let p = rows[r].add(b * bb);
                 let dw = f16_splat(p);
-                let (dots, cw) = match format {
-                    WeightFormat::Q8_0 => {
-                        let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
-                        let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
-                        let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
-                        let fix = _mm512_slli_epi32::<7>(sw);
-                        let dot = |g: usize| {
-                            let u0 = _mm512_xor_si512(x(g), flip);
-                            let u1 = _mm512_xor_si512(x(2 + g), flip);
-                            let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, u0, w0), u1, w1);
-                            _mm512_sub_epi32(d, fix)
-                        };
-                        ([dot(0), dot(1)], None)
-                    }
-                    _ => {
-                        let min = format == WeightFormat::Q4_1;
-                        let qs = if min { 4 } else { 2 };
-                        let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
-                        let lo = _mm512_and_si512(q, low);
-                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
-                        let dot = |g: usize| {
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x(g)), hi, x(2 + g))
-                        };
-                        let cw = if min {
-                            f16_splat(p.add(2))
-                        } else {
-                            _mm512_mul_ps(dw, _mm512_set1_ps(-8.0))
-                        };
-                        ([dot(0), dot(1)], Some(cw))
-                    }
+                let dots = if KIND == Q8_0_KIND {
+                    let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
+                    let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
+                    let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
+                    let fix = _mm512_slli_epi32::<7>(sw);
+                    let dot = |g: usize| {
+                        let d =
+                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, x[g], w0), x[2 + g], w1);
+                        _mm512_sub_epi32(d, fix)
+                    };
+                    [dot(0), dot(1)]
+                } else {
+                    let qs = if KIND == Q4_1_KIND { 4 } else { 2 };
+                    let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
+                    let lo = _mm512_and_si512(q, low);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+                    let dot = |g: usize| {
+                        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x[g]), hi, x[2 + g])
+                    };
+                    [dot(0), dot(1)]
                 };
                 for g in 0..2 {
-                    let scaled =
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), _mm512_loadu_ps(sp.add(16 * g)));
-                    acc[g] = _mm512_fmadd_ps(scaled, dw, acc[g]);
-                    if let Some(cw) = cw {
-                        off[g] = _mm512_fmadd_ps(_mm512_loadu_ps(sp.add(32 + 16 * g)), cw, off[g]);
+                    let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), dx[g]);
+                    acc[r][g] = _mm512_fmadd_ps(scaled, dw, acc[r][g]);
+                }
+                if KIND != Q8_0_KIND {
+                    let cw = if KIND == Q4_1_KIND {
+                        f16_splat(p.add(2))
+                    } else {
+                        _mm512_mul_ps(dw, _mm512_set1_ps(-8.0))
+                    };
+                    for g in 0..2 {
+                        off[r][g] = _mm512_fmadd_ps(sx[g], cw, off[r][g]);
                     }
                 }
             }
         }
+    }
+    let mut out = [[0f32; GROUP]; R];
+    for r in 0..R {
         for g in 0..2 {
-            let sums = lane_sums(_mm512_add_ps(acc[g], off[g]));
-            for (k, s) in sums.into_iter().enumerate() {
-                out[4 * g + k][i] = s;
-            }
+            let sums = lane_sums(_mm512_add_ps(acc[r][g], off[r][g]));
+            out[r][4 * g..4 * g + 4].copy_from_slice(&sums);
         }
     }
+    out
 }
