@@ -6,8 +6,8 @@
 # Mesa's software Vulkan, lavapipe: Mesa 22.3's lavapipe (Debian bookworm) crashes compiling burn's
 # compute shaders, so on bookworm the script installs mesa-vulkan-drivers from bookworm-backports
 # (Mesa 25), and it points the Vulkan loader at lavapipe only (the hardware drivers' probes crash in a
-# VM). Builds into its own target directory ($CARGO_TARGET_DIR-wgpu). burn's `cuda` feature cannot be
-# built offline (its LLVM download, docs/PERFORMANCE.md), so NVIDIA GPUs run this through Vulkan.
+# VM). Builds into its own target directory ($CARGO_TARGET_DIR-wgpu). The same test on CUDA:
+# RUN=1 bash scripts/cuda-check.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE="${DEVICE:-wgpu}"

@@ -51,6 +51,14 @@ pub enum Error {
         /// The feature that enables it.
         feature: &'static str,
     },
+    /// The backend is compiled in but the device cannot be used here (no driver, no such GPU).
+    #[error("device `{device}` is not available: {reason}")]
+    Unavailable {
+        /// The device asked for.
+        device: String,
+        /// Why.
+        reason: String,
+    },
     /// A weight matrix's column count is zero or not a whole number of its format's blocks.
     #[error("{format} matrix: {cols} columns is not a positive multiple of the block size")]
     BlockMisaligned {
@@ -220,7 +228,9 @@ impl DeviceSpec {
     /// The burn device for this spec.
     ///
     /// # Errors
-    /// [`Error::NotCompiled`] when the backend's feature is off.
+    /// [`Error::NotCompiled`] when the backend's feature is off; [`Error::Unavailable`] for
+    /// `cuda:N` when the CUDA driver library cannot be loaded or there is no GPU `N` (burn would
+    /// panic on a worker thread at first use instead).
     pub fn device(&self) -> Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::flex()),
@@ -229,7 +239,10 @@ impl DeviceSpec {
             #[cfg(feature = "wgpu")]
             DeviceSpec::Vulkan => Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice)),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(n) => Ok(Device::cuda(*n)),
+            DeviceSpec::Cuda(n) => {
+                cuda_present(*n)?;
+                Ok(Device::cuda(*n))
+            }
             #[allow(unreachable_patterns)]
             other => Err(Error::NotCompiled {
                 device: other.to_string(),
@@ -268,6 +281,30 @@ impl DeviceSpec {
 /// [`Error::UnknownDevice`] or [`Error::NotCompiled`].
 pub fn device(spec: &str) -> Result<Device> {
     spec.parse::<DeviceSpec>()?.device()
+}
+
+/// Checks that CUDA device `n` can be opened: the driver library loads and reports more than `n`
+/// devices.
+#[cfg(feature = "cuda")]
+fn cuda_present(n: usize) -> Result<()> {
+    let unavailable = |reason: String| Error::Unavailable {
+        device: DeviceSpec::Cuda(n).to_string(),
+        reason,
+    };
+    // SAFETY: only tries to load the driver library (cudarc's own check, no CUDA call).
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(unavailable(
+            "the CUDA driver library (libcuda.so) cannot be loaded".into(),
+        ));
+    }
+    let count = cudarc::driver::CudaContext::device_count()
+        .map_err(|e| unavailable(format!("the CUDA driver failed: {e}")))?;
+    if n >= usize::try_from(count).unwrap_or(0) {
+        return Err(unavailable(format!(
+            "the driver reports {count} CUDA devices"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -811,24 +811,24 @@ pub(super) const GROUP_BLOCK_SCALES: usize = 4 * 16;
 ///   of each 128-bit lane holds its row's `s = d·Σq`, the other three zero).
 pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Vec<f32>) {
     let nb = a[0].d.len();
+    let (il0, sc0) = (il.len(), sc.len());
+    il.resize(il0 + nb * GROUP_BLOCK_BYTES, 0);
+    sc.resize(sc0 + nb * GROUP_BLOCK_SCALES, 0.0);
+    let il = &mut il[il0..];
+    let sc = &mut sc[sc0..];
     for b in 0..nb {
-        for h in 0..2 {
-            for g in 0..2 {
-                for row in &a[4 * g..4 * g + 4] {
-                    let at = b * BLOCK + 16 * h;
-                    il.extend_from_slice(&row.qs[at..at + 16]);
-                }
+        let xb = &mut il[b * GROUP_BLOCK_BYTES..(b + 1) * GROUP_BLOCK_BYTES];
+        let sb = &mut sc[b * GROUP_BLOCK_SCALES..(b + 1) * GROUP_BLOCK_SCALES];
+        for (r, row) in a.iter().enumerate() {
+            let (g, lane) = (r / 4, r % 4);
+            for h in 0..2 {
+                let at = b * BLOCK + 16 * h;
+                let to = (2 * h + g) * 64 + 16 * lane;
+                xb[to..to + 16].copy_from_slice(&row.qs[at..at + 16]);
             }
-        }
-        for g in 0..2 {
-            for row in &a[4 * g..4 * g + 4] {
-                sc.extend_from_slice(&[row.d[b]; 4]);
-            }
-        }
-        for g in 0..2 {
-            for row in &a[4 * g..4 * g + 4] {
-                sc.extend_from_slice(&[row.s[b], 0.0, 0.0, 0.0]);
-            }
+            sb[16 * g + 4 * lane..16 * g + 4 * lane + 4].fill(row.d[b]);
+            sb[32 + 16 * g + 4 * lane] = row.s[b];
+            sb[32 + 16 * g + 4 * lane + 1..32 + 16 * g + 4 * lane + 4].fill(0.0);
         }
     }
 }
