@@ -833,18 +833,6 @@ pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Ve
     }
 }
 
-/// An f16 at `p` widened and broadcast to 16 lanes.
-///
-/// # Safety
-/// `p..p+2` must be readable.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn f16_splat(p: *const u8) -> __m512 {
-    // SAFETY: the caller guarantees two readable bytes; the read is unaligned.
-    let bits = unsafe { p.cast::<i16>().read_unaligned() };
-    _mm512_cvtph_ps(_mm256_set1_epi16(bits))
-}
-
 /// The sums of each 128-bit lane's four floats (one activation row per lane), in lanes 0..4.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -896,6 +884,14 @@ pub(super) unsafe fn rows_avx512_x8(
     unsafe {
         let row = |i: usize| rows.as_ptr().add(i * row_bytes);
         while i + 2 <= nrows {
+            // The next pair of rows into the cache while this one computes (eight activation
+            // rows make the kernel slow enough for the hardware prefetcher to fall behind).
+            if i + 4 <= nrows {
+                let next = row(i + 2);
+                for off in (0..2 * row_bytes).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(next.add(off).cast());
+                }
+            }
             let sums = match format {
                 WeightFormat::Q4_0 => x8_rows::<Q4_0_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
                 WeightFormat::Q4_1 => x8_rows::<Q4_1_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
@@ -916,6 +912,50 @@ pub(super) unsafe fn rows_avx512_x8(
             };
             for (o, v) in out.iter_mut().zip(&sums[0]) {
                 o[i] = *v;
+            }
+        }
+    }
+}
+
+/// The scales of `len` blocks (`bb` bytes apart from `p`) as f32 into `d`, and into `m` the
+/// Q4_1 minimums or, for Q4_0, `-8 d` (the offset of its nibbles); `m` is untouched for Q8_0.
+///
+/// # Safety
+/// `len ≤ 64` blocks of `bb` bytes must be readable from `p`; F16C must be available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn widen_scales<const KIND: u8>(
+    p: *const u8,
+    bb: usize,
+    len: usize,
+    d: &mut [f32; 64],
+    m: &mut [f32; 64],
+) {
+    let mut dh = [0u16; 64];
+    let mut mh = [0u16; 64];
+    // SAFETY: the caller guarantees `len` readable blocks; reads are unaligned.
+    unsafe {
+        for b in 0..len {
+            dh[b] = p.add(b * bb).cast::<u16>().read_unaligned();
+            if KIND == Q4_1_KIND {
+                mh[b] = p.add(b * bb + 2).cast::<u16>().read_unaligned();
+            }
+        }
+        for k in 0..len.div_ceil(16) {
+            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.as_ptr().add(16 * k).cast()));
+            _mm512_storeu_ps(d.as_mut_ptr().add(16 * k), dv);
+            match KIND {
+                Q4_1_KIND => {
+                    let mv = _mm512_cvtph_ps(_mm256_loadu_si256(mh.as_ptr().add(16 * k).cast()));
+                    _mm512_storeu_ps(m.as_mut_ptr().add(16 * k), mv);
+                }
+                Q4_0_KIND => {
+                    _mm512_storeu_ps(
+                        m.as_mut_ptr().add(16 * k),
+                        _mm512_mul_ps(dv, _mm512_set1_ps(-8.0)),
+                    );
+                }
+                _ => {}
             }
         }
     }
@@ -951,61 +991,74 @@ unsafe fn x8_rows<const KIND: u8, const R: usize>(
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut off = [[_mm512_setzero_ps(); 2]; R];
+    // The f16 scales (and Q4_1 minimums) of a segment of blocks, widened 16 at a time up front:
+    // one conversion per block and vector would cost more than the block's integer work.
+    const SEG: usize = 64;
+    let mut dw = [[0f32; SEG]; R];
+    let mut mw = [[0f32; SEG]; R];
+    let mut seg0 = 0;
     // SAFETY: block `b < nb` of weight row `k` is `rows[k] + b·bb .. + bb`; its activations are
     // `il[b·256 ..][..256]` and `sc[b·64 ..][..64]` (the caller's guarantee).
     unsafe {
-        for b in 0..nb {
-            let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
-            let mut x = [_mm512_setzero_si512(); 4];
-            for (k, v) in x.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(xp.add(64 * k).cast());
-                if KIND == Q8_0_KIND {
-                    // Unsigned operand: x + 128.
-                    *v = _mm512_xor_si512(*v, flip);
-                }
-            }
-            let dx = [_mm512_loadu_ps(sp), _mm512_loadu_ps(sp.add(16))];
-            let sx = [_mm512_loadu_ps(sp.add(32)), _mm512_loadu_ps(sp.add(48))];
+        while seg0 < nb {
+            let len = SEG.min(nb - seg0);
             for r in 0..R {
-                let p = rows[r].add(b * bb);
-                let dw = f16_splat(p);
-                let dots = if KIND == Q8_0_KIND {
-                    let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
-                    let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
-                    let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
-                    let fix = _mm512_slli_epi32::<7>(sw);
-                    let dot = |g: usize| {
-                        let d =
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, x[g], w0), x[2 + g], w1);
-                        _mm512_sub_epi32(d, fix)
-                    };
-                    [dot(0), dot(1)]
-                } else {
-                    let qs = if KIND == Q4_1_KIND { 4 } else { 2 };
-                    let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
-                    let lo = _mm512_and_si512(q, low);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
-                    let dot = |g: usize| {
-                        _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x[g]), hi, x[2 + g])
-                    };
-                    [dot(0), dot(1)]
-                };
-                for g in 0..2 {
-                    let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), dx[g]);
-                    acc[r][g] = _mm512_fmadd_ps(scaled, dw, acc[r][g]);
+                widen_scales::<KIND>(rows[r].add(seg0 * bb), bb, len, &mut dw[r], &mut mw[r]);
+            }
+            for (sb, b) in (seg0..seg0 + len).enumerate() {
+                let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
+                let mut x = [_mm512_setzero_si512(); 4];
+                for (k, v) in x.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(xp.add(64 * k).cast());
+                    if KIND == Q8_0_KIND {
+                        // Unsigned operand: x + 128.
+                        *v = _mm512_xor_si512(*v, flip);
+                    }
                 }
-                if KIND != Q8_0_KIND {
-                    let cw = if KIND == Q4_1_KIND {
-                        f16_splat(p.add(2))
+                let dx = [_mm512_loadu_ps(sp), _mm512_loadu_ps(sp.add(16))];
+                let sx = [_mm512_loadu_ps(sp.add(32)), _mm512_loadu_ps(sp.add(48))];
+                for r in 0..R {
+                    let p = rows[r].add(b * bb);
+                    let d = _mm512_set1_ps(dw[r][sb]);
+                    let dots = if KIND == Q8_0_KIND {
+                        let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
+                        let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
+                        let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
+                        let fix = _mm512_slli_epi32::<7>(sw);
+                        let dot = |g: usize| {
+                            let d = _mm512_dpbusd_epi32(
+                                _mm512_dpbusd_epi32(zero, x[g], w0),
+                                x[2 + g],
+                                w1,
+                            );
+                            _mm512_sub_epi32(d, fix)
+                        };
+                        [dot(0), dot(1)]
                     } else {
-                        _mm512_mul_ps(dw, _mm512_set1_ps(-8.0))
+                        let qs = if KIND == Q4_1_KIND { 4 } else { 2 };
+                        let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
+                        let lo = _mm512_and_si512(q, low);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+                        let dot = |g: usize| {
+                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x[g]), hi, x[2 + g])
+                        };
+                        [dot(0), dot(1)]
                     };
                     for g in 0..2 {
-                        off[r][g] = _mm512_fmadd_ps(sx[g], cw, off[r][g]);
+                        let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), dx[g]);
+                        acc[r][g] = _mm512_fmadd_ps(scaled, d, acc[r][g]);
+                    }
+                    if KIND != Q8_0_KIND {
+                        // Q4_1: `m · s`; Q4_0: `-8 d · s` (`mw` holds `-8 d`).
+                        let cw = _mm512_set1_ps(mw[r][sb]);
+                        for g in 0..2 {
+                            off[r][g] = _mm512_fmadd_ps(sx[g], cw, off[r][g]);
+                        }
                     }
                 }
             }
+            seg0 += len;
         }
     }
     let mut out = [[0f32; GROUP]; R];

@@ -274,9 +274,7 @@ fn swiglu(b: &Bufs, t: usize, ff: usize, cols: Range<usize>) {
         let r = i * ff + cols.start..i * ff + cols.end;
         // SAFETY: the calling chunk owns these columns.
         let (g, u) = unsafe { (b.gate.slice_mut(r.clone()), b.up.slice(r)) };
-        g.iter_mut()
-            .zip(u)
-            .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+        super::attention::swiglu_rows(g, u);
     }
 }
 
