@@ -16,7 +16,7 @@ use super::team::Buf;
 use rayon::prelude::*;
 
 pub(crate) const BLOCK: usize = 32;
-/// Output rows per rayon task.
+/// Output rows per call of the exact row kernels.
 const ROWS_PER_TASK: usize = 32;
 
 #[inline(always)]
