@@ -41,8 +41,10 @@ BASE_URL="http://127.0.0.1:$PORT" API_KEY=demo-c1002 IMAGE_PATH="$TMP/sneaker.pn
   || { tail -20 "$TMP/serve.log"; exit 1; }
 
 # Personal data typed by customers and the keys never reach the log; the store logs them masked.
-for secret in 4111 jane.roe 867-5309 demo-c100; do
-  if grep -q -- "$secret" "$TMP/serve.log"; then echo "FAIL: '$secret' appears in the server log"; exit 1; fi
+# (The card as a pattern, not its first digits alone: the log's timestamps and latencies, printed
+# to the microsecond, contain any four digits now and then.)
+for secret in '4111[ -]?1111' 'jane\.roe' '867-5309' 'demo-c100'; do
+  if grep -Eq -- "$secret" "$TMP/serve.log"; then echo "FAIL: '$secret' appears in the server log"; exit 1; fi
 done
 python3 - "$TMP/store.sqlite" <<'PY'
 import re, sqlite3, sys
@@ -50,7 +52,7 @@ db = sqlite3.connect(sys.argv[1])
 rows = db.execute("SELECT message, reply, tools FROM turns").fetchall()
 rows += db.execute("SELECT COALESCE(comment, '') FROM feedback").fetchall()
 text = "\n".join(" ".join(r) for r in rows)
-if len(rows) < 8 or re.search(r"4111|jane\.roe|867-5309", text):
+if len(rows) < 8 or re.search(r"4111[ -]?1111|jane\.roe|867-5309", text):
     sys.exit(f"FAIL: {len(rows)} rows; personal data stored unmasked")
 PY
 echo "ok   no personal data or key in the server log or the store"
