@@ -366,9 +366,19 @@ impl CpuLlama {
         let int8 = self.activations == Activations::Int8;
         let lora = spec.mixes.any();
         let layers = self.layers.len();
-        // Weight rows per chunk of a matrix product: small for decode (balance), larger for the
-        // GEMM of a prefill.
-        let unit = if t < GEMM_MIN_ROWS { 32 } else { 128 };
+        // Weight rows per chunk of a matrix product. Decode: 32, or fewer so that every member
+        // gets two chunks where the matrix allows it (many cores, small model); each output
+        // element is computed the same way whatever the chunk. Prefill: 128 rows always, so that
+        // the GEMM of each chunk, and with it the summation order, does not depend on the number
+        // of threads (the results are reproducible across machines).
+        let unit_for = |rows: usize| {
+            if t < GEMM_MIN_ROWS {
+                32.min((rows / (2 * m.size)).max(16) / 16 * 16)
+            } else {
+                128
+            }
+        };
+        let unit = unit_for(d);
         let chunks = |rows: usize| rows.div_ceil(unit);
         let Private {
             h,
@@ -503,7 +513,7 @@ impl CpuLlama {
 
             // gate and up: the same columns of both in one chunk, so that SwiGLU follows.
             let mut ready = false;
-            let ff_unit = unit / 2;
+            let ff_unit = (unit_for(ff) / 2).max(8);
             m.phase(ff.div_ceil(ff_unit), |ci| {
                 if !ready {
                     // SAFETY: x was completed by the phase above.
@@ -595,7 +605,7 @@ impl CpuLlama {
             let x = unsafe { b.x.slice(spec.logits_from * d..t * d) };
             rms_norm_rows(x, &self.norm, eps, &mut h[..rows * d]);
         };
-        let head_unit = unit * 8;
+        let head_unit = unit_for(v) * 8;
         let mut ready = false;
         m.phase(v.div_ceil(head_unit), |ci| {
             if !ready {
