@@ -61,6 +61,8 @@ mod nf4;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_group;
 
 /// Elements per block of the block formats (Q4_0, Q4_1, Q8_0), and per activation block.
 pub const BLOCK: usize = 32;
@@ -420,7 +422,7 @@ pub struct Scratch {
     /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
     xf: Vec<f32>,
     /// Groups of eight quantized rows interleaved for the AVX-512 eight-row kernel, and their
-    /// scales (see `x86::interleave8`); empty when unused.
+    /// scales (see `x86_group::interleave8`); empty when unused.
     il: Vec<i8>,
     sc: Vec<f32>,
 }
@@ -459,13 +461,13 @@ impl Scratch {
             self.il.clear();
             self.sc.clear();
             #[cfg(target_arch = "x86_64")]
-            if n >= x86::GROUP && SimdPath::detect() == SimdPath::Avx512 {
+            if n >= x86_group::GROUP && SimdPath::detect() == SimdPath::Avx512 {
                 assert!(x.len().is_multiple_of(n), "prepare: x.len() is not n rows");
                 let blocks = x.len() / n / BLOCK;
                 let (mut il, mut sc) = (std::mem::take(&mut self.il), std::mem::take(&mut self.sc));
-                for g in 0..n / x86::GROUP {
-                    let rows = std::array::from_fn(|t| self.view(g * x86::GROUP + t, blocks));
-                    x86::interleave8(&rows, &mut il, &mut sc);
+                for g in 0..n / x86_group::GROUP {
+                    let rows = std::array::from_fn(|t| self.view(g * x86_group::GROUP + t, blocks));
+                    x86_group::interleave8(&rows, &mut il, &mut sc);
                 }
                 (self.il, self.sc) = (il, sc);
             }
@@ -805,19 +807,19 @@ unsafe fn chunk(
     #[cfg(target_arch = "x86_64")]
     if path == SimdPath::Avx512
         && quantized
-        && scratch.il.len() == n / x86::GROUP * blocks * x86::GROUP_BLOCK_BYTES
+        && scratch.il.len() == n / x86_group::GROUP * blocks * x86_group::GROUP_BLOCK_BYTES
     {
         let (gb, gs) = (
-            blocks * x86::GROUP_BLOCK_BYTES,
-            blocks * x86::GROUP_BLOCK_SCALES,
+            blocks * x86_group::GROUP_BLOCK_BYTES,
+            blocks * x86_group::GROUP_BLOCK_SCALES,
         );
-        while first + x86::GROUP <= n {
-            let g = first / x86::GROUP;
-            let mut outs: [&mut [f32]; x86::GROUP] = std::array::from_fn(|t| dst(first + t));
+        while first + x86_group::GROUP <= n {
+            let g = first / x86_group::GROUP;
+            let mut outs: [&mut [f32]; x86_group::GROUP] = std::array::from_fn(|t| dst(first + t));
             // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI; `il` and `sc` hold `n / 8` groups
             // of `blocks` blocks from `interleave8` (length checked above).
             unsafe {
-                x86::rows_avx512_x8(
+                x86_group::rows_avx512_x8(
                     w.format,
                     wc,
                     rb,
@@ -826,7 +828,7 @@ unsafe fn chunk(
                     &mut outs,
                 );
             }
-            first += x86::GROUP;
+            first += x86_group::GROUP;
         }
     }
     #[cfg(target_arch = "x86_64")]
