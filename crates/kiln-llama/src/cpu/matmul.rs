@@ -164,6 +164,50 @@ pub(crate) fn dequantize_tile(w: &QuantMatrix, r0: usize, r: usize, tile: &mut V
         .for_each(|(i, row)| w.dequantize_row(r0 + i, row));
 }
 
+/// `dst[i * stride + j] = x_i · tile_j` for the `n` rows of `x` (`n × cols`) and the rows of
+/// `tile` (`r × cols`, dequantized weights), with the `gemm` crate.
+///
+/// # Safety
+/// `dst + i * stride + j` is valid for writes, and touched by no one else, for every `i < n`,
+/// `j < r`.
+unsafe fn gemm_tile(
+    n: usize,
+    cols: usize,
+    dst: *mut f32,
+    stride: usize,
+    x: &[f32],
+    tile: &[f32],
+    parallelism: gemm::Parallelism,
+) {
+    let r = tile.len() / cols;
+    assert!(x.len() >= n * cols && tile.len() == r * cols);
+    // SAFETY: dst as the caller guarantees; lhs(i, k) is `x[i * cols + k]` (n·cols long, asserted);
+    // rhs(k, j) is `tile[j * cols + k]` (r·cols long).
+    unsafe {
+        gemm::gemm(
+            n,
+            r,
+            cols,
+            dst,
+            1,
+            stride as isize,
+            false,
+            x.as_ptr(),
+            1,
+            cols as isize,
+            tile.as_ptr(),
+            cols as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// `y = x Wᵀ` through dequantized tiles of `W` and the `gemm` crate.
 pub(crate) fn gemm_dequantized(
     w: &QuantMatrix,
@@ -176,28 +220,15 @@ pub(crate) fn gemm_dequantized(
     for r0 in (0..rows).step_by(GEMM_TILE_ROWS) {
         let r = GEMM_TILE_ROWS.min(rows - r0);
         dequantize_tile(w, r0, r, tile);
-        // SAFETY: dst is `y[i * rows + r0 + j]` for i < n, j < r (inside `y`, which is n·rows long);
-        // lhs is `x[i * cols + k]` (n·cols long); rhs(k, j) is `tile[j * cols + k]` (r·cols long).
+        // SAFETY: dst is `y[i * rows + r0 + j]` for i < n, j < r (inside `y`, which is n·rows long).
         unsafe {
-            gemm::gemm(
+            gemm_tile(
                 n,
-                r,
                 cols,
                 y.as_mut_ptr().add(r0),
-                1,
-                rows as isize,
-                false,
-                x.as_ptr(),
-                1,
-                cols as isize,
-                tile.as_ptr(),
-                cols as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
+                rows,
+                x,
+                &tile[..r * cols],
                 gemm::Parallelism::Rayon(0),
             );
         }
@@ -298,28 +329,15 @@ impl RowBufs {
                         "GEMM output outside y"
                     );
                     // SAFETY: dst(j, i) is `y[j * stride + at + i]` for j < n, i < r (inside `y`,
-                    // checked above, and ours); lhs is `x[j * cols + k]` (n·cols long); rhs(k, i)
-                    // is `tile[i * cols + k]` (r·cols long).
+                    // checked above, and ours).
                     unsafe {
-                        gemm::gemm(
+                        gemm_tile(
                             n,
-                            r,
                             cols,
                             y.ptr().add(at),
-                            1,
-                            stride as isize,
-                            false,
-                            x.as_ptr(),
-                            1,
-                            cols as isize,
-                            self.tile.as_ptr(),
-                            cols as isize,
-                            1,
-                            0.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
+                            stride,
+                            x,
+                            &self.tile[..r * cols],
                             gemm::Parallelism::None,
                         );
                     }
