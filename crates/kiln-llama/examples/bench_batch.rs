@@ -1,5 +1,6 @@
 //! Decode throughput of continuous batching on the CPU engine: N sequences decoded together
-//! (`BatchGenerator`) against one, excluding prefill. Prints one JSON line.
+//! (`BatchGenerator`) against one, excluding prefill, alternating `ROUNDS` (default 3) times; prints
+//! one JSON line with the medians.
 //!
 //!     cargo run --release -p kiln-llama --example bench_batch -- MODEL.gguf [N=8] [TOKENS=64] [exact|int8]
 
@@ -48,11 +49,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok((steps * k) as f64 / t.elapsed().as_secs_f64())
     };
-    let one = decode_rate(1)?;
-    let many = decode_rate(n)?;
+    // One and N alternate, ROUNDS times, so that both see the same machine: on a shared VM the
+    // speed drifts by 10-20 % within a minute. The ratio reported is the median of the rounds'.
+    let rounds: usize = std::env::var("ROUNDS").map_or(Ok(3), |v| v.parse())?;
+    let (mut ones, mut manys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let one = decode_rate(1)?;
+        let many = decode_rate(n)?;
+        ones.push(one);
+        manys.push(many);
+        ratios.push(many / one);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all = fmt(&ratios);
     println!(
-        "{{\"sequences\": {n}, \"tokens\": {tokens}, \"one_tokens_per_s\": {one:.1}, \"batch_tokens_per_s\": {many:.1}, \"ratio\": {:.2}}}",
-        many / one
+        "{{\"sequences\": {n}, \"tokens\": {tokens}, \"rounds\": {}, \"one_tokens_per_s\": {:.1}, \"batch_tokens_per_s\": {:.1}, \"ratio\": {:.2}, \"ratios\": [{all}]}}",
+        ratios.len(),
+        median(&mut ones),
+        median(&mut manys),
+        median(&mut ratios),
     );
     Ok(())
 }

@@ -63,6 +63,8 @@ mod scalar;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_group;
+#[cfg(target_arch = "x86_64")]
+mod x86_quant;
 
 /// Elements per block of the block formats (Q4_0, Q4_1, Q8_0), and per activation block.
 pub const BLOCK: usize = 32;
@@ -483,24 +485,13 @@ impl Scratch {
         self.qs.resize(x.len(), 0);
         self.d.resize(blocks, 0.0);
         self.s.resize(blocks, 0.0);
-        for (((xb, qb), d), s) in x
-            .chunks_exact(BLOCK)
-            .zip(self.qs.chunks_exact_mut(BLOCK))
-            .zip(&mut self.d)
-            .zip(&mut self.s)
-        {
-            let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, v) in qb.iter_mut().zip(xb) {
-                let r = nearest_int(v * inv).clamp(-127, 127);
-                *q = r as i8;
-                sum += r;
-            }
-            *d = scale;
-            *s = scale * sum as f32;
+        #[cfg(target_arch = "x86_64")]
+        if SimdPath::detect() == SimdPath::Avx512 {
+            // SAFETY: AVX-512 F/BW are present (detected); the lengths are as sized above.
+            unsafe { x86_quant::quantize_avx512(x, &mut self.qs, &mut self.d, &mut self.s) };
+            return;
         }
+        quantize_portable(x, &mut self.qs, &mut self.d, &mut self.s);
     }
 
     #[inline]
@@ -510,6 +501,30 @@ impl Scratch {
             d: &self.d[j * blocks..(j + 1) * blocks],
             s: &self.s[j * blocks..(j + 1) * blocks],
         }
+    }
+}
+
+/// Quantizes the 32-blocks of `x` to 8 bits: `qs` the values, `d` the scales (`max|x| / 127`), `s`
+/// the scaled sums `d · Σq` (llama.cpp's Q8 activations; the portable reference of
+/// `x86_quant::quantize_avx512`).
+fn quantize_portable(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    for (((xb, qb), d), s) in x
+        .chunks_exact(BLOCK)
+        .zip(qs.chunks_exact_mut(BLOCK))
+        .zip(d)
+        .zip(s)
+    {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, v) in qb.iter_mut().zip(xb) {
+            let r = nearest_int(v * inv).clamp(-127, 127);
+            *q = r as i8;
+            sum += r;
+        }
+        *d = scale;
+        *s = scale * sum as f32;
     }
 }
 
@@ -725,18 +740,44 @@ pub fn matmul_rows(
     rows: Range<usize>,
     out: &mut [f32],
 ) {
+    let len = rows.len();
+    assert_eq!(
+        out.len(),
+        n * len,
+        "matmul_rows: out.len() != n * rows.len()"
+    );
+    // SAFETY: `out` is `n × len` (asserted): element (j, i) at `j·len + i` is inside it, and
+    // nothing else holds it.
+    unsafe { matmul_rows_strided(w, x, n, scratch, rows, out.as_mut_ptr(), len, 0) };
+}
+
+/// [`matmul_rows`] into a strided destination: the product of weight row `rows.start + i` with
+/// activation row `j` goes to `out[j * stride + col0 + i]`. For callers whose threads fill
+/// disjoint column ranges of one `n × stride` output (no copy through a temporary).
+///
+/// # Panics
+/// As [`matmul_rows`] (without the check of `out`'s length).
+///
+/// # Safety
+/// `out + j * stride + col0 + i` must be valid for writes for every `j < n`, `i < rows.len()`, and
+/// not read or written by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_rows_strided(
+    w: &QuantMatrix,
+    x: &[f32],
+    n: usize,
+    scratch: &Scratch,
+    rows: Range<usize>,
+    out: *mut f32,
+    stride: usize,
+    col0: usize,
+) {
     let path = SimdPath::detect();
     assert_eq!(x.len(), n * w.cols, "matmul_rows: x.len() != n * cols");
     assert!(
         rows.start <= rows.end && rows.end <= w.rows,
         "matmul_rows: rows {rows:?} outside 0..{}",
         w.rows
-    );
-    let len = rows.len();
-    assert_eq!(
-        out.len(),
-        n * len,
-        "matmul_rows: out.len() != n * rows.len()"
     );
     if w.format.is_quantized() {
         assert_eq!(
@@ -751,13 +792,25 @@ pub fn matmul_rows(
             "matmul_rows: scratch not prepared for x"
         );
     }
-    let ptr = SharedOut(out.as_mut_ptr());
+    let ptr = SharedOut(out);
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows.end);
-        // SAFETY: `out` is `n × len` (asserted), and columns `r0 - start .. r1 - start` of each of
-        // its rows are in bounds; nothing else holds `out`.
-        unsafe { chunk(path, w, x, n, scratch, r0..r1, ptr, len, r0 - rows.start) };
+        // SAFETY: the caller guarantees columns `col0 + (r0 - start) ..` of each output row are
+        // ours and valid.
+        unsafe {
+            chunk(
+                path,
+                w,
+                x,
+                n,
+                scratch,
+                r0..r1,
+                ptr,
+                stride,
+                col0 + r0 - rows.start,
+            )
+        };
         r0 = r1;
     }
 }
@@ -821,7 +874,8 @@ unsafe fn chunk(
             unsafe {
                 x86_group::rows_avx512_x8(
                     w.format,
-                    wc,
+                    &w.bytes()[r0 * rb..(r1 + x86_group::AHEAD_ROWS).min(w.rows) * rb],
+                    r1 - r0,
                     rb,
                     &scratch.il[g * gb..(g + 1) * gb],
                     &scratch.sc[g * gs..(g + 1) * gs],

@@ -515,3 +515,40 @@ fn nf4_matrices_compute_on_the_dequantized_weights() {
         Err(Error::Nf4(nf4::Nf4Error::NotAMatrix(_)))
     ));
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_activation_quantization_is_bit_identical_to_the_portable_loop() {
+    if SimdPath::detect() != SimdPath::Avx512 {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(21);
+    // Zero blocks, one-hot blocks, large and tiny magnitudes, and values exactly halfway between
+    // two steps (ties go to even in both).
+    let mut x = random_x(&mut rng, 64 * BLOCK);
+    x[5 * BLOCK..6 * BLOCK]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = i as f32 - 15.5);
+    x[7 * BLOCK..8 * BLOCK].iter_mut().for_each(|v| *v *= 1e-30);
+    x[9 * BLOCK] = 127.0;
+    x[9 * BLOCK + 1..10 * BLOCK]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = i as f32 + 0.5);
+    let blocks = x.len() / BLOCK;
+    let (mut q1, mut d1, mut s1) = (vec![0i8; x.len()], vec![0f32; blocks], vec![0f32; blocks]);
+    let (mut q2, mut d2, mut s2) = (q1.clone(), d1.clone(), s1.clone());
+    quantize_portable(&x, &mut q1, &mut d1, &mut s1);
+    // SAFETY: AVX-512 was detected; the lengths match.
+    unsafe { x86_quant::quantize_avx512(&x, &mut q2, &mut d2, &mut s2) };
+    assert_eq!(q1, q2);
+    assert_eq!(
+        d1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        d2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        s2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}

@@ -1,24 +1,40 @@
-//! The AVX-512 kernel for eight activation rows at once (batched decode): four rows share each
-//! vector, one per 128-bit lane, so that a weight block's scales are applied to four rows per
-//! instruction. Dispatched from `mod.rs` like the kernels of `x86.rs`, under the same contract: the
-//! caller has checked the CPU features.
+//! The AVX-512 kernel for eight activation rows at once (batched decode). Each 32-bit lane of its
+//! accumulators is one (weight row, activation row) pair: a vector holds four weight rows, one per
+//! 128-bit lane, against four activation rows, one per 32-bit position, so that a block's scales are
+//! applied to sixteen products per instruction and none of the float work is repeated. The pairing
+//! works by rotation: at step `s` (0..4) position `k` of every lane holds the block's four-element
+//! chunk `(k + s) % 4`, of the weights (a `vpshufd` in registers) and of activation row `k` (laid
+//! out that way by [`interleave8`]), so over the four steps each position sees all sixteen elements
+//! of a half-block. Dispatched from `mod.rs` like the kernels of `x86.rs`, under the same contract:
+//! the caller has checked the CPU features.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::{BLOCK, Q8View, WeightFormat};
 
 /// Activation rows per group of [`rows_avx512_x8`].
 pub(super) const GROUP: usize = 8;
-/// Bytes of interleaved activations per block of a group: four 64-byte vectors.
-pub(super) const GROUP_BLOCK_BYTES: usize = 4 * 64;
-/// Scale floats per block of a group: two vectors of `d`, two of `s`.
-pub(super) const GROUP_BLOCK_SCALES: usize = 4 * 16;
+/// Bytes of interleaved activations per block of a group: two groups of four rows, two half-blocks,
+/// four rotations, sixteen bytes each.
+pub(super) const GROUP_BLOCK_BYTES: usize = 2 * 2 * 4 * 16;
+/// Scale floats per block of a group: the eight rows' `d`, then their `s`.
+pub(super) const GROUP_BLOCK_SCALES: usize = 2 * GROUP;
+
+/// Weight rows per pass of the kernel (four quads): each activation vector loaded is used by all of
+/// them.
+const PASS_QUADS: usize = 4;
+/// Weight rows per pass.
+pub(super) const PASS_ROWS: usize = 4 * PASS_QUADS;
+/// How far ahead the weights are prefetched: a pass requests the rows two passes on, spread over
+/// its blocks, so that they have a whole pass's time to arrive.
+pub(super) const AHEAD_ROWS: usize = 2 * PASS_ROWS;
 
 /// Appends eight quantized activation rows laid out for [`rows_avx512_x8`]. Per block `b`:
-/// - `il[b]`: vectors `X[h][g]` (`h` = 0, 1: elements `16h..16h + 16`; `g` = 0, 1: rows
-///   `4g..4g + 4`, one row per 128-bit lane), in the order `X[0][0], X[0][1], X[1][0], X[1][1]`;
-/// - `sc[b]`: `D[0], D[1]` (each lane holds its row's scale `d`), then `S[0], S[1]` (the first lane
-///   of each 128-bit lane holds its row's `s = d·Σq`, the other three zero).
+/// - `il[b]`: for the four-row group `g` (rows `4g..4g + 4`), half-block `h` (elements
+///   `16h..16h + 16`) and rotation `s`, sixteen bytes at `((2g + h)·4 + s)·16` whose four bytes
+///   at position `k` are row `4g + k`'s elements `16h + 4c .. 16h + 4c + 4`, `c = (k + s) % 4`;
+/// - `sc[b]`: the rows' scales `d` (eight floats), then their sums `s = d·Σq`.
 pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Vec<f32>) {
     let nb = a[0].d.len();
     let (il0, sc0) = (il.len(), sc.len());
@@ -28,43 +44,35 @@ pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Ve
     let sc = &mut sc[sc0..];
     for b in 0..nb {
         let xb = &mut il[b * GROUP_BLOCK_BYTES..(b + 1) * GROUP_BLOCK_BYTES];
+        for g in 0..2 {
+            for h in 0..2 {
+                for s in 0..4 {
+                    let v = ((2 * g + h) * 4 + s) * 16;
+                    for k in 0..4 {
+                        let at = b * BLOCK + 16 * h + 4 * ((k + s) % 4);
+                        xb[v + 4 * k..v + 4 * k + 4].copy_from_slice(&a[4 * g + k].qs[at..at + 4]);
+                    }
+                }
+            }
+        }
         let sb = &mut sc[b * GROUP_BLOCK_SCALES..(b + 1) * GROUP_BLOCK_SCALES];
         for (r, row) in a.iter().enumerate() {
-            let (g, lane) = (r / 4, r % 4);
-            for h in 0..2 {
-                let at = b * BLOCK + 16 * h;
-                let to = (2 * h + g) * 64 + 16 * lane;
-                xb[to..to + 16].copy_from_slice(&row.qs[at..at + 16]);
-            }
-            sb[16 * g + 4 * lane..16 * g + 4 * lane + 4].fill(row.d[b]);
-            sb[32 + 16 * g + 4 * lane] = row.s[b];
-            sb[32 + 16 * g + 4 * lane + 1..32 + 16 * g + 4 * lane + 4].fill(0.0);
+            sb[r] = row.d[b];
+            sb[GROUP + r] = row.s[b];
         }
     }
 }
 
-/// The sums of each 128-bit lane's four floats (one activation row per lane), in lanes 0..4.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn lane_sums(v: __m512) -> [f32; 4] {
-    let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0b01_00_11_10>(v, v));
-    let v = _mm512_add_ps(v, _mm512_shuffle_ps::<0b10_11_00_01>(v, v));
-    let mut all = [0f32; 16];
-    // SAFETY: `all` has room for 16 floats.
-    unsafe { _mm512_storeu_ps(all.as_mut_ptr(), v) };
-    [all[0], all[4], all[8], all[12]]
-}
-
 /// `out[r][i] = row_i · a_r` for eight activation rows laid out by [`interleave8`] (`il`, `sc`), on
-/// Q4_0, Q4_1 or Q8_0 weights. Each weight block is read once for all eight rows and its scales
-/// are applied to all of them with one multiply and one fused multiply-add per four rows: the
-/// rows share the vectors' lanes (one row per 128-bit lane), so the per-block float work that a
-/// row-at-a-time kernel repeats for every row is done for four at once. Q4 nibbles are the
-/// unsigned operand of `vpdpbusd`; Q8_0 weights are the signed one, against activations offset by
-/// 128 (`x ^ 0x80`), corrected by `128 · Σw` from one more `vpdpbusd` per block.
+/// Q4_0, Q4_1 or Q8_0 weights: `nrows` rows of `row_bytes` at the start of `span`; the rest of
+/// `span` (the matrix's next rows, up to [`AHEAD_ROWS`] of them) is only prefetched. Each weight block is read once for all eight rows. The weights are
+/// the unsigned operand of `vpdpbusd`: Q4 nibbles as they are, Q8_0 bytes offset by 128 (`w ^
+/// 0x80`); the offsets (`-8·d` of Q4_0, `-128·d` of Q8_0, the minimum `m` of Q4_1) are applied per
+/// block through the activations' block sums `s`, one FMA per sixteen pairs.
 ///
 /// The sums run in another order than `x86::rows_avx512`'s, so a row's result can differ from the
-/// single-row kernel's (`x86::rows_avx512`) in the last bits (within the f32 rounding bound of the kernel tests).
+/// single-row kernel's in the last bits (within the f32 rounding bound of the kernel tests); it does
+/// not depend on which other rows are computed in the same call.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `il` and `sc` must come from
@@ -72,7 +80,8 @@ fn lane_sums(v: __m512) -> [f32; 4] {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(super) unsafe fn rows_avx512_x8(
     format: WeightFormat,
-    rows: &[u8],
+    span: &[u8],
+    nrows: usize,
     row_bytes: usize,
     il: &[i8],
     sc: &[f32],
@@ -86,87 +95,55 @@ pub(super) unsafe fn rows_avx512_x8(
         format,
         WeightFormat::Q4_0 | WeightFormat::Q4_1 | WeightFormat::Q8_0
     ));
-    let nrows = rows.len() / row_bytes;
+    assert!(span.len() >= nrows * row_bytes, "weight rows");
+    let rows = &span[..nrows * row_bytes];
     assert!(out.iter().all(|o| o.len() == nrows));
-    let mut i = 0;
-    // SAFETY: rows `i` and `i + 1 < nrows` are `row_bytes = nb · bb` bytes each; `il` and `sc`
-    // hold `nb` blocks (asserted above); the caller guarantees the CPU features.
-    unsafe {
-        let row = |i: usize| rows.as_ptr().add(i * row_bytes);
-        while i + 2 <= nrows {
-            // The next pair of rows into the cache while this one computes (eight activation
-            // rows make the kernel slow enough for the hardware prefetcher to fall behind).
-            if i + 4 <= nrows {
-                let next = row(i + 2);
-                for off in (0..2 * row_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(next.add(off).cast());
-                }
-            }
-            let sums = match format {
-                WeightFormat::Q4_0 => x8_rows::<Q4_0_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
-                WeightFormat::Q4_1 => x8_rows::<Q4_1_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
-                _ => x8_rows::<Q8_0_KIND, 2>([row(i), row(i + 1)], nb, il, sc),
-            };
-            for (k, s) in sums.iter().enumerate() {
-                for (o, v) in out.iter_mut().zip(s) {
-                    o[i + k] = *v;
-                }
-            }
-            i += 2;
-        }
-        if i < nrows {
-            let sums = match format {
-                WeightFormat::Q4_0 => x8_rows::<Q4_0_KIND, 1>([row(i)], nb, il, sc),
-                WeightFormat::Q4_1 => x8_rows::<Q4_1_KIND, 1>([row(i)], nb, il, sc),
-                _ => x8_rows::<Q8_0_KIND, 1>([row(i)], nb, il, sc),
-            };
-            for (o, v) in out.iter_mut().zip(&sums[0]) {
-                o[i] = *v;
-            }
-        }
+    if nrows == 0 {
+        return;
     }
-}
-
-/// The scales of `len` blocks (`bb` bytes apart from `p`) as f32 into `d`, and into `m` the
-/// Q4_1 minimums or, for Q4_0, `-8 d` (the offset of its nibbles); `m` is untouched for Q8_0.
-///
-/// # Safety
-/// `len ≤ 64` blocks of `bb` bytes must be readable from `p`; F16C must be available.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn widen_scales<const KIND: u8>(
-    p: *const u8,
-    bb: usize,
-    len: usize,
-    d: &mut [f32; 64],
-    m: &mut [f32; 64],
-) {
-    let mut dh = [0u16; 64];
-    let mut mh = [0u16; 64];
-    // SAFETY: the caller guarantees `len` readable blocks; reads are unaligned.
-    unsafe {
-        for b in 0..len {
-            dh[b] = p.add(b * bb).cast::<u16>().read_unaligned();
-            if KIND == Q4_1_KIND {
-                mh[b] = p.add(b * bb + 2).cast::<u16>().read_unaligned();
+    // Rows past the end (in the last, partial quad) repeat the last row; their results are dropped.
+    // SAFETY: the pointer is inside `rows` (clamped to its last row).
+    let row = |i: usize| unsafe { rows.as_ptr().add(i.min(nrows - 1) * row_bytes) };
+    let quad = |i: usize| [row(i), row(i + 1), row(i + 2), row(i + 3)];
+    let mut store = |i: usize, sums: &[[f32; 16]; 2]| {
+        for (g, lanes) in sums.iter().enumerate() {
+            for j in 0..4.min(nrows - i) {
+                for k in 0..4 {
+                    out[4 * g + k][i + j] = lanes[4 * j + k];
+                }
             }
         }
-        for k in 0..len.div_ceil(16) {
-            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.as_ptr().add(16 * k).cast()));
-            _mm512_storeu_ps(d.as_mut_ptr().add(16 * k), dv);
-            match KIND {
-                Q4_1_KIND => {
-                    let mv = _mm512_cvtph_ps(_mm256_loadu_si256(mh.as_ptr().add(16 * k).cast()));
-                    _mm512_storeu_ps(m.as_mut_ptr().add(16 * k), mv);
-                }
-                Q4_0_KIND => {
-                    _mm512_storeu_ps(
-                        m.as_mut_ptr().add(16 * k),
-                        _mm512_mul_ps(dv, _mm512_set1_ps(-8.0)),
-                    );
-                }
-                _ => {}
+    };
+    let mut i = 0;
+    // SAFETY (every call): the quads' rows hold `nb` blocks of `bb` bytes, `il` and `sc` hold `nb`
+    // blocks (asserted above); the caller guarantees the CPU features.
+    unsafe {
+        while i + 4 * PASS_QUADS <= nrows {
+            let quads = std::array::from_fn(|q| quad(i + 4 * q));
+            // The rows two passes on on their way into the cache while this pass computes: a
+            // pass reads its rows' scales first, and that first touch would otherwise wait for
+            // memory (half of the kernel's time in a decode step).
+            let from = ((i + AHEAD_ROWS) * row_bytes).min(span.len());
+            let ahead = &span[from..(from + PASS_ROWS * row_bytes).min(span.len())];
+            let sums = match format {
+                WeightFormat::Q4_0 => pass::<Q4_0_KIND, PASS_QUADS>(quads, nb, il, sc, ahead),
+                WeightFormat::Q4_1 => pass::<Q4_1_KIND, PASS_QUADS>(quads, nb, il, sc, ahead),
+                _ => pass::<Q8_0_KIND, PASS_QUADS>(quads, nb, il, sc, ahead),
+            };
+            for (q, s) in sums.iter().enumerate() {
+                store(i + 4 * q, s);
             }
+            i += 4 * PASS_QUADS;
+        }
+        while i < nrows {
+            let quads = [quad(i)];
+            let sums = match format {
+                WeightFormat::Q4_0 => pass::<Q4_0_KIND, 1>(quads, nb, il, sc, &[]),
+                WeightFormat::Q4_1 => pass::<Q4_1_KIND, 1>(quads, nb, il, sc, &[]),
+                _ => pass::<Q8_0_KIND, 1>(quads, nb, il, sc, &[]),
+            };
+            store(i, &sums[0]);
+            i += 4;
         }
     }
 }
@@ -175,107 +152,202 @@ const Q4_0_KIND: u8 = 0;
 const Q4_1_KIND: u8 = 1;
 const Q8_0_KIND: u8 = 2;
 
-/// `R` weight rows (Q4_0, Q4_1 or Q8_0 by `KIND`, `nb` blocks each) times the eight interleaved
-/// activation rows: `[weight row][activation row]`. The activations of a block are loaded once
-/// for the `R` weight rows.
+/// Blocks whose weight scales are widened together.
+const SEG: usize = 64;
+
+/// The f16 scales of blocks `b0..b0 + len` of four rows (`bb`-byte blocks) as f32 into `d`, four
+/// per block (`d[4b + k]`: row `k`), and into `m` the offsets: the Q4_1 minimums, `-8·d` for Q4_0,
+/// `-128·d` for Q8_0. Writes the first `4·len` floats of each, rounded up to a multiple of 16.
 ///
 /// # Safety
-/// Each `rows[k]` points at `nb` readable blocks; `il`, `sc` hold `nb` blocks; AVX-512 F/BW/VL/VNNI,
-/// FMA and F16C are available.
+/// The rows must hold those blocks; `len ≤ SEG`; `d` and `m` must be valid for writes of `4·SEG`
+/// floats; F16C and AVX-512F must be available.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn x8_rows<const KIND: u8, const R: usize>(
-    rows: [*const u8; R],
+unsafe fn widen<const KIND: u8>(
+    rows: &[*const u8; 4],
+    bb: usize,
+    b0: usize,
+    len: usize,
+    d: *mut f32,
+    m: *mut f32,
+) {
+    // Not zeroed up front (this runs once per pass): only the converted part is written.
+    let mut dh = MaybeUninit::<[u16; 4 * SEG]>::uninit();
+    let mut mh = MaybeUninit::<[u16; 4 * SEG]>::uninit();
+    let (dh, mh) = (dh.as_mut_ptr().cast::<u16>(), mh.as_mut_ptr().cast::<u16>());
+    let vectors = (4 * len).div_ceil(16);
+    // SAFETY: the caller guarantees the blocks are readable (reads are unaligned); every index
+    // below is under `16 · vectors ≤ 4·SEG`, and the vector loads read only elements written
+    // before (the tail past `4·len` is zeroed).
+    unsafe {
+        // Row by row: the rows of a pass are consecutive in memory, so this reads them in
+        // address order, which the hardware prefetcher follows.
+        for (k, r) in rows.iter().enumerate() {
+            for b in 0..len {
+                let p = r.add((b0 + b) * bb);
+                *dh.add(4 * b + k) = p.cast::<u16>().read_unaligned();
+                if KIND == Q4_1_KIND {
+                    *mh.add(4 * b + k) = p.add(2).cast::<u16>().read_unaligned();
+                }
+            }
+        }
+        dh.add(4 * len).write_bytes(0, 16 * vectors - 4 * len);
+        mh.add(4 * len).write_bytes(0, 16 * vectors - 4 * len);
+        for c in 0..vectors {
+            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.add(16 * c).cast()));
+            _mm512_storeu_ps(d.add(16 * c), dv);
+            let mv = match KIND {
+                Q4_1_KIND => _mm512_cvtph_ps(_mm256_loadu_si256(mh.add(16 * c).cast())),
+                Q4_0_KIND => _mm512_mul_ps(dv, _mm512_set1_ps(-8.0)),
+                _ => _mm512_mul_ps(dv, _mm512_set1_ps(-128.0)),
+            };
+            _mm512_storeu_ps(m.add(16 * c), mv);
+        }
+    }
+}
+
+/// Position `k` of every 128-bit lane of `v` replaced by dword `(k + s) % 4` of that lane.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+fn rotate(v: __m512i, s: usize) -> __m512i {
+    match s {
+        0 => v,
+        1 => _mm512_shuffle_epi32::<0b00_11_10_01>(v),
+        2 => _mm512_shuffle_epi32::<0b01_00_11_10>(v),
+        _ => _mm512_shuffle_epi32::<0b10_01_00_11>(v),
+    }
+}
+
+/// `R` quads of weight rows (Q4_0, Q4_1 or Q8_0 by `KIND`, `nb` blocks each) times the eight
+/// interleaved activation rows: `[quad][group g][4j + k]` is weight row `j` of the quad times
+/// activation row `4g + k`. The bytes of `ahead` are prefetched, a share per block (within the
+/// first three quarters of the blocks).
+///
+/// # Safety
+/// Each row pointer points at `nb` readable blocks; `il`, `sc` hold `nb`
+/// blocks; AVX-512 F/BW/VL/VNNI, FMA and F16C are available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::needless_range_loop)] // `h`, `s`, `q` and `g` index several arrays at once
+unsafe fn pass<const KIND: u8, const R: usize>(
+    quads: [[*const u8; 4]; R],
     nb: usize,
     il: &[i8],
     sc: &[f32],
-) -> [[f32; GROUP]; R] {
-    let bb = match KIND {
-        Q4_0_KIND => 18,
-        Q4_1_KIND => 20,
-        _ => 34,
+    ahead: &[u8],
+) -> [[[f32; 16]; 2]; R] {
+    let (bb, qs) = match KIND {
+        Q4_0_KIND => (18, 2),
+        Q4_1_KIND => (20, 4),
+        _ => (34, 2),
     };
     let low = _mm512_set1_epi8(0x0F);
     let flip = _mm512_set1_epi8(-128);
-    let ones = _mm512_set1_epi8(1);
-    let zero = _mm512_setzero_si512();
+    // Lane (j, k) of a weight-scale vector holds row j's scale.
+    let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut off = [[_mm512_setzero_ps(); 2]; R];
-    // The f16 scales (and Q4_1 minimums) of a segment of blocks, widened 16 at a time up front:
-    // one conversion per block and vector would cost more than the block's integer work.
-    const SEG: usize = 64;
-    let mut dw = [[0f32; SEG]; R];
-    let mut mw = [[0f32; SEG]; R];
+    // The widened scales of the current segment (written by `widen` before they are read).
+    let mut dw = [const { MaybeUninit::<[f32; 4 * SEG]>::uninit() }; R];
+    let mut mw = [const { MaybeUninit::<[f32; 4 * SEG]>::uninit() }; R];
+    // Bytes ahead prefetched per block: all of them within the first three quarters of the blocks.
+    let per = ahead.len().div_ceil(64).div_ceil((3 * nb).div_ceil(4)) * 64;
     let mut seg0 = 0;
-    // SAFETY: block `b < nb` of weight row `k` is `rows[k] + b·bb .. + bb`; its activations are
-    // `il[b·256 ..][..256]` and `sc[b·64 ..][..64]` (the caller's guarantee).
+    // SAFETY: block `b < nb` of a row is `row + b·bb .. + bb`; its activations are
+    // `il[b·256 ..][..256]` and `sc[b·16 ..][..16]` (the caller's guarantee).
     unsafe {
         while seg0 < nb {
             let len = SEG.min(nb - seg0);
-            for r in 0..R {
-                widen_scales::<KIND>(rows[r].add(seg0 * bb), bb, len, &mut dw[r], &mut mw[r]);
+            for q in 0..R {
+                widen::<KIND>(
+                    &quads[q],
+                    bb,
+                    seg0,
+                    len,
+                    dw[q].as_mut_ptr().cast(),
+                    mw[q].as_mut_ptr().cast(),
+                );
             }
             for (sb, b) in (seg0..seg0 + len).enumerate() {
+                // A share of the bytes ahead, in address order.
+                let start = (b * per).min(ahead.len());
+                for off in (start..((b + 1) * per).min(ahead.len())).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(off).cast());
+                }
                 let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
                 let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
-                let mut x = [_mm512_setzero_si512(); 4];
-                for (k, v) in x.iter_mut().enumerate() {
-                    *v = _mm512_loadu_si512(xp.add(64 * k).cast());
-                    if KIND == Q8_0_KIND {
-                        // Unsigned operand: x + 128.
-                        *v = _mm512_xor_si512(*v, flip);
+                // Each quad's block: weight row j in 128-bit lane j, unsigned bytes per half-block.
+                let mut w = [[_mm512_setzero_si512(); 2]; R];
+                for q in 0..R {
+                    let lanes = |off: usize| {
+                        let l = |j: usize| _mm_loadu_si128(quads[q][j].add(b * bb + off).cast());
+                        let v = _mm512_castsi128_si512(l(0));
+                        let v = _mm512_inserti32x4::<1>(v, l(1));
+                        let v = _mm512_inserti32x4::<2>(v, l(2));
+                        _mm512_inserti32x4::<3>(v, l(3))
+                    };
+                    w[q] = if KIND == Q8_0_KIND {
+                        [
+                            _mm512_xor_si512(lanes(2), flip),
+                            _mm512_xor_si512(lanes(18), flip),
+                        ]
+                    } else {
+                        let v = lanes(qs);
+                        [
+                            _mm512_and_si512(v, low),
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(v), low),
+                        ]
+                    };
+                }
+                let mut dot = [[_mm512_setzero_si512(); 2]; R];
+                for h in 0..2 {
+                    for s in 0..4 {
+                        let x = |g: usize| {
+                            _mm512_broadcast_i32x4(_mm_loadu_si128(
+                                xp.add(((2 * g + h) * 4 + s) * 16).cast(),
+                            ))
+                        };
+                        let (x0, x1) = (x(0), x(1));
+                        for q in 0..R {
+                            let wr = rotate(w[q][h], s);
+                            dot[q][0] = _mm512_dpbusd_epi32(dot[q][0], wr, x0);
+                            dot[q][1] = _mm512_dpbusd_epi32(dot[q][1], wr, x1);
+                        }
                     }
                 }
-                let dx = [_mm512_loadu_ps(sp), _mm512_loadu_ps(sp.add(16))];
-                let sx = [_mm512_loadu_ps(sp.add(32)), _mm512_loadu_ps(sp.add(48))];
-                for r in 0..R {
-                    let p = rows[r].add(b * bb);
-                    let d = _mm512_set1_ps(dw[r][sb]);
-                    let dots = if KIND == Q8_0_KIND {
-                        let w0 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(2).cast()));
-                        let w1 = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(18).cast()));
-                        let sw = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, w0), ones, w1);
-                        let fix = _mm512_slli_epi32::<7>(sw);
-                        let dot = |g: usize| {
-                            let d = _mm512_dpbusd_epi32(
-                                _mm512_dpbusd_epi32(zero, x[g], w0),
-                                x[2 + g],
-                                w1,
-                            );
-                            _mm512_sub_epi32(d, fix)
-                        };
-                        [dot(0), dot(1)]
-                    } else {
-                        let qs = if KIND == Q4_1_KIND { 4 } else { 2 };
-                        let q = _mm512_broadcast_i32x4(_mm_loadu_si128(p.add(qs).cast()));
-                        let lo = _mm512_and_si512(q, low);
-                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
-                        let dot = |g: usize| {
-                            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, x[g]), hi, x[2 + g])
-                        };
-                        [dot(0), dot(1)]
-                    };
+                let dx = [
+                    _mm512_broadcast_f32x4(_mm_loadu_ps(sp)),
+                    _mm512_broadcast_f32x4(_mm_loadu_ps(sp.add(4))),
+                ];
+                let sx = [
+                    _mm512_broadcast_f32x4(_mm_loadu_ps(sp.add(8))),
+                    _mm512_broadcast_f32x4(_mm_loadu_ps(sp.add(12))),
+                ];
+                for q in 0..R {
+                    let at = 4 * sb;
+                    let d = _mm512_permutexvar_ps(
+                        spread,
+                        _mm512_castps128_ps512(_mm_loadu_ps(dw[q].as_ptr().cast::<f32>().add(at))),
+                    );
+                    let m = _mm512_permutexvar_ps(
+                        spread,
+                        _mm512_castps128_ps512(_mm_loadu_ps(mw[q].as_ptr().cast::<f32>().add(at))),
+                    );
                     for g in 0..2 {
-                        let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(dots[g]), dx[g]);
-                        acc[r][g] = _mm512_fmadd_ps(scaled, d, acc[r][g]);
-                    }
-                    if KIND != Q8_0_KIND {
-                        // Q4_1: `m · s`; Q4_0: `-8 d · s` (`mw` holds `-8 d`).
-                        let cw = _mm512_set1_ps(mw[r][sb]);
-                        for g in 0..2 {
-                            off[r][g] = _mm512_fmadd_ps(sx[g], cw, off[r][g]);
-                        }
+                        let scaled = _mm512_cvtepi32_ps(dot[q][g]);
+                        acc[q][g] = _mm512_fmadd_ps(scaled, _mm512_mul_ps(dx[g], d), acc[q][g]);
+                        acc[q][g] = _mm512_fmadd_ps(sx[g], m, acc[q][g]);
                     }
                 }
             }
             seg0 += len;
         }
     }
-    let mut out = [[0f32; GROUP]; R];
-    for r in 0..R {
+    let mut out = [[[0f32; 16]; 2]; R];
+    for q in 0..R {
         for g in 0..2 {
-            let sums = lane_sums(_mm512_add_ps(acc[r][g], off[r][g]));
-            out[r][4 * g..4 * g + 4].copy_from_slice(&sums);
+            // SAFETY: `out[q][g]` has room for 16 floats.
+            unsafe { _mm512_storeu_ps(out[q][g].as_mut_ptr(), acc[q][g]) };
         }
     }
     out

@@ -135,8 +135,31 @@ unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f3
                 }
                 acc
             };
+            // The first head brings the group's keys and values into the cache (they are cold:
+            // the weights of the whole model pass through it between two steps): keys eight
+            // positions ahead of the dot products, and the values of the positions just read, so
+            // that the value pass below finds them. The other heads of the group hit the cache.
+            let fetch = |j: usize| {
+                if h == 0 && j < g.len {
+                    for v in 0..VECS {
+                        _mm_prefetch::<_MM_HINT_T0>(kp.add(j * g.stride + 16 * v).cast());
+                    }
+                }
+            };
+            let fetch_v = |j: usize| {
+                if h == 0 {
+                    for v in 0..VECS {
+                        _mm_prefetch::<_MM_HINT_T0>(vp.add(j * g.stride + 16 * v).cast());
+                    }
+                }
+            };
+            (0..8).for_each(fetch);
             let mut j = 0;
             while j + 8 <= g.len {
+                for a in j..j + 8 {
+                    fetch(a + 8);
+                    fetch_v(a);
+                }
                 let sums = hsum8([
                     dot(j),
                     dot(j + 1),
@@ -151,6 +174,7 @@ unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f3
                 j += 8;
             }
             for j in j..g.len {
+                fetch_v(j);
                 *sc.add(j) = _mm512_reduce_add_ps(dot(j)) * g.scale;
             }
             // Softmax over the row.

@@ -10,7 +10,7 @@
 use half::f16;
 use std::ops::Range;
 
-use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_rows};
+use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_rows_strided};
 
 use super::team::Buf;
 use rayon::prelude::*;
@@ -363,14 +363,14 @@ impl RowBufs {
                 }
             }
             Mode::Backend => {
-                if n == 1 {
-                    matmul_rows(w, x, 1, &self.scratch, rows, dst(0));
-                } else {
-                    self.tmp.resize(n * len, 0.0);
-                    matmul_rows(w, x, n, &self.scratch, rows, &mut self.tmp[..n * len]);
-                    for j in 0..n {
-                        dst(j).copy_from_slice(&self.tmp[j * len..(j + 1) * len]);
-                    }
+                assert!(
+                    (n - 1) * stride + col0 + len <= y.len(),
+                    "matmul output outside y"
+                );
+                // SAFETY: element (j, i) is `y[j * stride + col0 + i]`, inside `y` (checked
+                // above) and exclusively ours (the caller's guarantee).
+                unsafe {
+                    matmul_rows_strided(w, x, n, &self.scratch, rows, y.ptr(), stride, col0);
                 }
             }
         }
@@ -455,6 +455,83 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+    use std::time::Instant;
+
+    /// GMAC/s of eight activation rows on one thread, per arithmetic and shape of SmolLM2's
+    /// projections: 64 copies of each Q4_1 matrix (`PROBE_MATS`; 1 for cache-hot weights) and 4 of
+    /// the Q8_0 vocabulary matrix, so that the weights stream from memory as in a decode step; with
+    /// the rate of a plain sequential read of the same bytes for comparison.
+    #[test]
+    #[ignore = "timing probe: cargo test --release -p kiln-llama --lib x8_rate -- --ignored --nocapture"]
+    fn x8_rate() {
+        for (ty, rows, cols) in [
+            (3u32, 1536usize, 576usize),
+            (3, 576, 1536),
+            (3, 576, 576),
+            (8, 49152, 576),
+        ] {
+            let format = if ty == 3 {
+                WeightFormat::Q4_1
+            } else {
+                WeightFormat::Q8_0
+            };
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.3)
+                .collect();
+            let bytes =
+                crate::gguf::quantize(crate::gguf::GgmlType::from_id(ty).unwrap(), &w).unwrap();
+            // Enough copies to exceed the L3 cache.
+            let copies: usize = if ty == 8 {
+                4
+            } else {
+                std::env::var("PROBE_MATS").map_or(64, |v| v.parse().unwrap())
+            };
+            let mats: Vec<QuantMatrix> = (0..copies)
+                .map(|_| QuantMatrix::new(format, rows, cols, bytes.clone()).unwrap())
+                .collect();
+            let t = Instant::now();
+            let mut sum = 0u64;
+            for _ in 0..256 / copies {
+                for m in &mats {
+                    sum = m.bytes().chunks_exact(8).fold(sum, |a, c| {
+                        a.wrapping_add(u64::from_le_bytes(c.try_into().unwrap()))
+                    });
+                }
+            }
+            eprintln!(
+                "read: {:.1} GB/s ({sum})",
+                (256 / copies * mats.len() * bytes.len()) as f64 / t.elapsed().as_secs_f64() / 1e9
+            );
+            let n = 8;
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.7)
+                .collect();
+            let mut y = vec![0f32; n * rows];
+            for int8 in [false, true] {
+                let mut b = RowBufs::default();
+                b.prepare(format, &x, n, int8);
+                let buf = Buf::new(&mut y);
+                let reps = 256 / copies;
+                let t = Instant::now();
+                for _ in 0..reps {
+                    for m in &mats {
+                        // SAFETY: `buf` is `y`, used by nothing else.
+                        unsafe { b.rows_into(m, &x, n, 0..rows, buf, rows, 0, int8) };
+                    }
+                }
+                let macs = (reps * mats.len() * n * rows * cols) as f64;
+                eprintln!(
+                    "{format} {rows}x{cols} int8={int8}: {:.1} GMAC/s",
+                    macs / t.elapsed().as_secs_f64() / 1e9
+                );
             }
         }
     }
