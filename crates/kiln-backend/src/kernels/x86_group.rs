@@ -42,16 +42,45 @@ pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Ve
     sc.resize(sc0 + nb * GROUP_BLOCK_SCALES, 0.0);
     let il = &mut il[il0..];
     let sc = &mut sc[sc0..];
+    // SAFETY: `interleave8` is only called on CPUs with AVX-512 (the caller's detection).
+    unsafe { interleave_blocks(a, il, sc) };
+}
+
+/// The body of [`interleave8`]: per block and (group, half-block), one permutation of the four
+/// rows' sixteen bytes gives the four rotations.
+///
+/// # Safety
+/// AVX-512F must be available; `il` and `sc` hold the rows' blocks (`nb · 256` bytes, `nb · 16`
+/// floats).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f32]) {
+    let nb = a[0].d.len();
+    assert!(
+        a.iter()
+            .all(|r| r.qs.len() == nb * BLOCK && r.d.len() == nb && r.s.len() == nb)
+    );
+    assert!(il.len() == nb * GROUP_BLOCK_BYTES && sc.len() == nb * GROUP_BLOCK_SCALES);
+    // Dword `4s + k` of the output: row k's dword `(k + s) % 4`, which is dword
+    // `4k + (k + s) % 4` of the four rows side by side.
+    let idx = _mm512_setr_epi32(0, 5, 10, 15, 1, 6, 11, 12, 2, 7, 8, 13, 3, 4, 9, 14);
     for b in 0..nb {
-        let xb = &mut il[b * GROUP_BLOCK_BYTES..(b + 1) * GROUP_BLOCK_BYTES];
         for g in 0..2 {
             for h in 0..2 {
-                for s in 0..4 {
-                    let v = ((2 * g + h) * 4 + s) * 16;
-                    for k in 0..4 {
-                        let at = b * BLOCK + 16 * h + 4 * ((k + s) % 4);
-                        xb[v + 4 * k..v + 4 * k + 4].copy_from_slice(&a[4 * g + k].qs[at..at + 4]);
-                    }
+                // SAFETY: bytes `b·32 + 16h ..+ 16` of each row and the 64 output bytes at
+                // `b·256 + (2g + h)·64` are in bounds (asserted above).
+                unsafe {
+                    let l = |k: usize| {
+                        _mm_loadu_si128(a[4 * g + k].qs.as_ptr().add(b * BLOCK + 16 * h).cast())
+                    };
+                    let v = _mm512_castsi128_si512(l(0));
+                    let v = _mm512_inserti32x4::<1>(v, l(1));
+                    let v = _mm512_inserti32x4::<2>(v, l(2));
+                    let v = _mm512_inserti32x4::<3>(v, l(3));
+                    let at = b * GROUP_BLOCK_BYTES + (2 * g + h) * 64;
+                    _mm512_storeu_si512(
+                        il.as_mut_ptr().add(at).cast(),
+                        _mm512_permutexvar_epi32(idx, v),
+                    );
                 }
             }
         }
@@ -272,7 +301,7 @@ unsafe fn pass<const KIND: u8, const R: usize>(
                 // A share of the bytes ahead, in address order.
                 let start = (b * per).min(ahead.len());
                 for off in (start..((b + 1) * per).min(ahead.len())).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(off).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.as_ptr().add(off).cast());
                 }
                 let xp = il.as_ptr().add(b * GROUP_BLOCK_BYTES);
                 let sp = sc.as_ptr().add(b * GROUP_BLOCK_SCALES);
@@ -287,9 +316,13 @@ unsafe fn pass<const KIND: u8, const R: usize>(
                         _mm512_inserti32x4::<3>(v, l(3))
                     };
                     w[q] = if KIND == Q8_0_KIND {
+                        // Two rows' 32 bytes per vector, then the half-blocks regrouped.
+                        let l = |j: usize| _mm256_loadu_si256(quads[q][j].add(b * bb + 2).cast());
+                        let r01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l(0)), l(1));
+                        let r23 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(l(2)), l(3));
                         [
-                            _mm512_xor_si512(lanes(2), flip),
-                            _mm512_xor_si512(lanes(18), flip),
+                            _mm512_xor_si512(_mm512_shuffle_i32x4::<0b10_00_10_00>(r01, r23), flip),
+                            _mm512_xor_si512(_mm512_shuffle_i32x4::<0b11_01_11_01>(r01, r23), flip),
                         ]
                     } else {
                         let v = lanes(qs);

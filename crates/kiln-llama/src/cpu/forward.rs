@@ -347,10 +347,10 @@ impl CpuLlama {
             logits_from: if all { 0 } else { t - 1 },
             probe: probe.as_ref(),
         };
-        let logits = self.pass(work, &spec);
+        self.pass(work, &spec);
         work.clear();
         cache.len = needed;
-        Ok(logits)
+        Ok(std::mem::take(&mut work.logits))
     }
 
     /// Elements of one position's keys (or values) in one layer.
@@ -361,17 +361,18 @@ impl CpuLlama {
     /// One decode step for several sequences at once (continuous batching): token `ids[i]` goes
     /// after the cached positions of `caches[i]`, with the adapters `mixes[i]`. The weights are
     /// read once for the whole batch (the matrix products run on `n` rows); attention runs per
-    /// sequence over its own cache. Returns the logits, `[n * vocab]`.
+    /// sequence over its own cache. Returns the logits, `[n * vocab]`, kept in `work` (reused by
+    /// the next step, so that a decode loop does not allocate them).
     ///
     /// # Errors
     /// Mismatched lengths, a full cache, or an id outside the vocabulary.
-    pub fn decode_batch(
+    pub fn decode_batch<'w>(
         &self,
         ids: &[u32],
         caches: &mut [&mut CpuCache],
         mixes: &[&AdapterMix],
-        work: &mut BatchWork,
-    ) -> Result<Vec<f32>> {
+        work: &'w mut BatchWork,
+    ) -> Result<&'w [f32]> {
         let n = ids.len();
         if n == 0 || caches.len() != n || mixes.len() != n {
             return Err(Error::Invalid(format!(
@@ -406,11 +407,11 @@ impl CpuLlama {
             logits_from: 0,
             probe: None,
         };
-        let logits = self.pass(w, &spec);
+        self.pass(w, &spec);
         w.clear();
         for cache in caches.iter_mut() {
             cache.len += 1;
         }
-        Ok(logits)
+        Ok(&w.logits)
     }
 }

@@ -182,6 +182,8 @@ pub(super) struct Work {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// The last pass's logits (kept, so that a decode loop does not allocate them per step).
+    pub(super) logits: Vec<f32>,
     pub(super) slots: Vec<Slot>,
     kv: Vec<Kv>,
     members: Vec<Private>,
@@ -260,7 +262,16 @@ struct Bufs {
 pub(super) fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
     for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        // Sixteen running sums (one vector): a single sum would wait on each addition.
+        let mut lanes = [0f32; 16];
+        let mut chunks = xr.chunks_exact(16);
+        for c in &mut chunks {
+            for (l, v) in lanes.iter_mut().zip(c) {
+                *l += v * v;
+            }
+        }
+        let tail = chunks.remainder().iter().map(|v| v * v).sum::<f32>();
+        let ms = (lanes.iter().sum::<f32>() + tail) / d as f32;
         let inv = 1.0 / (ms + eps).sqrt();
         for ((o, &xv), &wv) in or.iter_mut().zip(xr).zip(w) {
             *o = xv * inv * wv;
@@ -280,9 +291,9 @@ fn swiglu(b: &Bufs, t: usize, ff: usize, cols: Range<usize>) {
 
 impl CpuLlama {
     /// Runs the rows of `spec` through the model on the team, with `work`'s slots and caches
-    /// (registered by the caller, grown to hold every row's position); returns the logits of rows
-    /// `spec.logits_from..`.
-    pub(super) fn pass(&self, work: &mut Work, spec: &PassSpec<'_, '_>) -> Vec<f32> {
+    /// (registered by the caller, grown to hold every row's position); leaves the logits of rows
+    /// `spec.logits_from..` in `work.logits`.
+    pub(super) fn pass(&self, work: &mut Work, spec: &PassSpec<'_, '_>) {
         let c = &self.config;
         let t = spec.ids.len();
         let (d, nh, nkv, hd, ff) = (
@@ -294,7 +305,8 @@ impl CpuLlama {
         );
         let (qd, kvd) = (nh * hd, nkv * hd);
         let out_rows = t - spec.logits_from;
-        let mut logits = vec![0f32; out_rows * c.vocab_size];
+        // Every element is written by the lm_head phase before anything reads it.
+        work.logits.resize(out_rows * c.vocab_size, 0.0);
         let members = rayon::current_num_threads().max(1);
         if work.members.len() < members {
             work.members.resize_with(members, Private::default);
@@ -323,7 +335,7 @@ impl CpuLlama {
             o: Buf::new(&mut work.o),
             gate: Buf::new(&mut work.gate),
             up: Buf::new(&mut work.up),
-            logits: Buf::new(&mut logits),
+            logits: Buf::new(&mut work.logits[..out_rows * c.vocab_size]),
         };
         let privates = Privates {
             ptr: work.members.as_mut_ptr(),
@@ -335,7 +347,6 @@ impl CpuLlama {
             let own = unsafe { privates.get(m.index) };
             self.member_pass(m, own, &bufs, slots, kv, spec);
         });
-        logits
     }
 
     /// Member `m`'s part of a pass: a fixed sequence of phases, each split into chunks that write
