@@ -18,8 +18,10 @@ use crate::sequence::Sequence;
 
 /// What a running sequence needs next.
 enum Next {
-    /// Logits to sample from (after the prefill or the last batched step).
+    /// Logits to sample from (after the prefill).
     Logits(Vec<f32>),
+    /// What sampling the last batched step's logits gave (done as soon as the step ended).
+    Sampled(kiln_core::Result<Option<u32>>),
     /// A token to feed to the next forward pass.
     Feed(u32),
     /// Nothing: it ends at the next step.
@@ -126,11 +128,15 @@ impl DecodeBatch for LlamaBatch<'_> {
                 self.generator
                     .engine()
                     .step_logits(&ids, &mut caches, &mixes, &mut self.work)?;
-            drop(caches);
-            for (i, l) in fed.into_iter().zip(logits) {
+            drop((caches, mixes));
+            // Each sequence samples from its row of the batch's logits in place (no copy).
+            let vocab = logits.len() / ids.len();
+            for (row, i) in logits.chunks_exact_mut(vocab).zip(fed) {
                 let r = &mut self.running[i];
-                r.next = Next::Logits(l);
                 r.seq.decode_steps += 1;
+                let id = r.id;
+                let mut emit = |e: StreamEvent<'_>| on_event(id, e);
+                r.next = Next::Sampled(r.seq.accept(row, &mut emit));
             }
         }
         // Every sequence samples its next token; ended ones leave.
@@ -139,20 +145,23 @@ impl DecodeBatch for LlamaBatch<'_> {
         for mut r in self.running.drain(..) {
             let id = r.id;
             let mut emit = |e: StreamEvent<'_>| on_event(id, e);
-            match std::mem::replace(&mut r.next, Next::Done) {
-                Next::Logits(l) => match r.seq.accept(l, &mut emit) {
-                    Ok(Some(t)) => {
-                        r.next = Next::Feed(t);
-                        keep.push(r);
-                    }
-                    Ok(None) => finished.push((id, r.seq.finish(&mut emit))),
-                    Err(e) => finished.push((id, Err(e))),
-                },
-                Next::Done => finished.push((id, r.seq.finish(&mut emit))),
+            let sampled = match std::mem::replace(&mut r.next, Next::Done) {
+                Next::Logits(mut l) => Some(r.seq.accept(&mut l, &mut emit)),
+                Next::Sampled(s) => Some(s),
+                Next::Done => None,
                 Next::Feed(t) => {
                     r.next = Next::Feed(t);
                     keep.push(r);
+                    continue;
                 }
+            };
+            match sampled {
+                Some(Ok(Some(t))) => {
+                    r.next = Next::Feed(t);
+                    keep.push(r);
+                }
+                Some(Ok(None)) | None => finished.push((id, r.seq.finish(&mut emit))),
+                Some(Err(e)) => finished.push((id, Err(e))),
             }
         }
         self.running = keep;

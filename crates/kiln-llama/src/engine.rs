@@ -181,15 +181,16 @@ impl Engine {
     }
 
     /// Logits of every position of `ids` from an empty cache, `[ids.len() * vocab]`.
-    /// One decode step for several sequences: token `ids[i]` after `caches[i]` with `mixes[i]`.
-    /// The CPU engine runs them as one batch (weights read once); burn runs them one by one.
-    pub(crate) fn step_logits(
+    /// One decode step for several sequences: token `ids[i]` after `caches[i]` with `mixes[i]`;
+    /// the logits `[ids.len() * vocab]`, kept in `work`. The CPU engine runs them as one batch
+    /// (weights read once); burn runs them one by one.
+    pub(crate) fn step_logits<'w>(
         &self,
         ids: &[u32],
         caches: &mut [&mut EngineCache],
         mixes: &[&AdapterMix],
-        work: &mut BatchWork,
-    ) -> Result<Vec<Vec<f32>>> {
+        work: &'w mut BatchWork,
+    ) -> Result<&'w mut [f32]> {
         match self {
             Engine::Cpu(m) => {
                 let mut cpu = caches
@@ -201,18 +202,17 @@ impl Engine {
                         }
                     })
                     .collect::<Result<Vec<&mut CpuCache>>>()?;
-                let flat = m.decode_batch(ids, &mut cpu, mixes, work)?;
-                Ok(flat
-                    .chunks(m.config.vocab_size)
-                    .map(<[f32]>::to_vec)
-                    .collect())
+                m.decode_batch(ids, &mut cpu, mixes, work)
             }
-            Engine::Burn(_) => ids
-                .iter()
-                .zip(caches.iter_mut())
-                .zip(mixes)
-                .map(|((&id, c), mix)| self.last_logits(&[id], c, mix))
-                .collect(),
+            Engine::Burn(_) => {
+                let mut flat = std::mem::take(work.logits_mut());
+                flat.clear();
+                for ((&id, c), mix) in ids.iter().zip(caches.iter_mut()).zip(mixes) {
+                    flat.extend(self.last_logits(&[id], c, mix)?);
+                }
+                *work.logits_mut() = flat;
+                Ok(work.logits_mut())
+            }
         }
     }
 

@@ -584,7 +584,7 @@ impl TextGenerator for LlamaGenerator {
                 seq.cancel();
                 break;
             }
-            match seq.accept(logits, on_event)? {
+            match seq.accept(&mut logits, on_event)? {
                 Some(id) => {
                     logits = self.engine.last_logits(&[id], &mut cache, &seq.mix)?;
                     seq.decode_steps += 1;

@@ -121,19 +121,17 @@ impl<'a> Sequence<'a> {
     /// A logits processor or detokenization failure.
     pub(crate) fn accept(
         &mut self,
-        mut logits: Vec<f32>,
+        logits: &mut [f32],
         on_event: &mut dyn FnMut(StreamEvent<'_>),
     ) -> kiln_core::Result<Option<u32>> {
         if self.generated.len() >= self.max_tokens {
             return Ok(None);
         }
-        let entry = self.logprobs_top.map(|top| (top, logits.clone()));
+        let entry = self.logprobs_top.map(|top| (top, logits.to_vec()));
         if let Some(p) = self.processor.as_mut() {
-            p.process(&self.generated, &mut logits)?;
+            p.process(&self.generated, logits)?;
         }
-        let id = self
-            .sampler
-            .sample(&mut logits, &self.context, &self.generated);
+        let id = self.sampler.sample(logits, &self.context, &self.generated);
         if self.eos.contains(&id) {
             self.finish = FinishReason::Stop;
             return Ok(None);

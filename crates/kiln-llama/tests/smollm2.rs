@@ -248,7 +248,7 @@ fn cpu_engine_results_do_not_depend_on_the_thread_count() {
                 let none = kiln_llama::AdapterMix::none();
                 let mixes = vec![&none; 8];
                 let mut work = kiln_llama::cpu::BatchWork::default();
-                out.extend(
+                out.extend_from_slice(
                     cpu.decode_batch(&text[30..38], &mut refs, &mixes, &mut work)
                         .unwrap(),
                 );

@@ -16,8 +16,8 @@ use super::{BLOCK, Q8View, WeightFormat};
 /// Activation rows per group of [`rows_avx512_x8`].
 pub(super) const GROUP: usize = 8;
 /// Bytes of interleaved activations per block of a group: two groups of four rows, two half-blocks,
-/// four rotations, sixteen bytes each.
-pub(super) const GROUP_BLOCK_BYTES: usize = 2 * 2 * 4 * 16;
+/// four rotations, sixteen bytes each, repeated in the four 128-bit lanes of a vector.
+pub(super) const GROUP_BLOCK_BYTES: usize = 2 * 2 * 4 * 64;
 /// Scale floats per block of a group: the eight rows' `d`, then their `s`.
 pub(super) const GROUP_BLOCK_SCALES: usize = 2 * GROUP;
 
@@ -28,12 +28,13 @@ const PASS_QUADS: usize = 4;
 pub(super) const PASS_ROWS: usize = 4 * PASS_QUADS;
 /// How far ahead the weights are prefetched: a pass requests the rows two passes on, spread over
 /// its blocks, so that they have a whole pass's time to arrive.
-pub(super) const AHEAD_ROWS: usize = 2 * PASS_ROWS;
+pub(super) const AHEAD_ROWS: usize = 4 * PASS_ROWS;
 
 /// Appends eight quantized activation rows laid out for [`rows_avx512_x8`]. Per block `b`:
 /// - `il[b]`: for the four-row group `g` (rows `4g..4g + 4`), half-block `h` (elements
-///   `16h..16h + 16`) and rotation `s`, sixteen bytes at `((2g + h)·4 + s)·16` whose four bytes
-///   at position `k` are row `4g + k`'s elements `16h + 4c .. 16h + 4c + 4`, `c = (k + s) % 4`;
+///   `16h..16h + 16`) and rotation `s`, 64 bytes at `((2g + h)·4 + s)·64`: four copies (one per
+///   128-bit lane) of sixteen bytes whose four bytes at position `k` are row `4g + k`'s elements
+///   `16h + 4c .. 16h + 4c + 4`, `c = (k + s) % 4`;
 /// - `sc[b]`: the rows' scales `d` (eight floats), then their sums `s = d·Σq`.
 pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Vec<f32>) {
     let nb = a[0].d.len();
@@ -50,7 +51,7 @@ pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Ve
 /// rows' sixteen bytes gives the four rotations.
 ///
 /// # Safety
-/// AVX-512F must be available; `il` and `sc` hold the rows' blocks (`nb · 256` bytes, `nb · 16`
+/// AVX-512F must be available; `il` and `sc` hold the rows' blocks (`nb · 1024` bytes, `nb · 16`
 /// floats).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f32]) {
@@ -66,8 +67,8 @@ unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f3
     for b in 0..nb {
         for g in 0..2 {
             for h in 0..2 {
-                // SAFETY: bytes `b·32 + 16h ..+ 16` of each row and the 64 output bytes at
-                // `b·256 + (2g + h)·64` are in bounds (asserted above).
+                // SAFETY: bytes `b·32 + 16h ..+ 16` of each row and the 256 output bytes at
+                // `b·1024 + (2g + h)·256` are in bounds (asserted above).
                 unsafe {
                     let l = |k: usize| {
                         _mm_loadu_si128(a[4 * g + k].qs.as_ptr().add(b * BLOCK + 16 * h).cast())
@@ -76,10 +77,23 @@ unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f3
                     let v = _mm512_inserti32x4::<1>(v, l(1));
                     let v = _mm512_inserti32x4::<2>(v, l(2));
                     let v = _mm512_inserti32x4::<3>(v, l(3));
-                    let at = b * GROUP_BLOCK_BYTES + (2 * g + h) * 64;
+                    // The four rotations, each repeated in the four 128-bit lanes (the kernel
+                    // uses them as memory operands, with no broadcast of its own).
+                    let r = _mm512_permutexvar_epi32(idx, v);
+                    let at = b * GROUP_BLOCK_BYTES + (2 * g + h) * 256;
+                    let out = il.as_mut_ptr().add(at);
+                    _mm512_storeu_si512(out.cast(), _mm512_shuffle_i32x4::<0b00_00_00_00>(r, r));
                     _mm512_storeu_si512(
-                        il.as_mut_ptr().add(at).cast(),
-                        _mm512_permutexvar_epi32(idx, v),
+                        out.add(64).cast(),
+                        _mm512_shuffle_i32x4::<0b01_01_01_01>(r, r),
+                    );
+                    _mm512_storeu_si512(
+                        out.add(128).cast(),
+                        _mm512_shuffle_i32x4::<0b10_10_10_10>(r, r),
+                    );
+                    _mm512_storeu_si512(
+                        out.add(192).cast(),
+                        _mm512_shuffle_i32x4::<0b11_11_11_11>(r, r),
                     );
                 }
             }
@@ -283,7 +297,7 @@ unsafe fn pass<const KIND: u8, const R: usize>(
     let per = ahead.len().div_ceil(64).div_ceil((3 * nb).div_ceil(4)) * 64;
     let mut seg0 = 0;
     // SAFETY: block `b < nb` of a row is `row + b·bb .. + bb`; its activations are
-    // `il[b·256 ..][..256]` and `sc[b·16 ..][..16]` (the caller's guarantee).
+    // `il[b·1024 ..][..1024]` and `sc[b·16 ..][..16]` (the caller's guarantee).
     unsafe {
         while seg0 < nb {
             let len = SEG.min(nb - seg0);
@@ -336,9 +350,7 @@ unsafe fn pass<const KIND: u8, const R: usize>(
                 for h in 0..2 {
                     for s in 0..4 {
                         let x = |g: usize| {
-                            _mm512_broadcast_i32x4(_mm_loadu_si128(
-                                xp.add(((2 * g + h) * 4 + s) * 16).cast(),
-                            ))
+                            _mm512_loadu_si512(xp.add(((2 * g + h) * 4 + s) * 64).cast())
                         };
                         let (x0, x1) = (x(0), x(1));
                         for q in 0..R {

@@ -1,11 +1,55 @@
 //! Softmax attention of query heads over the cached keys and values of their key/value head.
 
+use half::f16;
+
+/// An element of the key/value cache: f32, or f16 (half the memory traffic; llama.cpp's default).
+pub(super) trait KvElem: Copy {
+    /// The value as f32.
+    fn get(self) -> f32;
+
+    /// Sixteen consecutive elements at `p`, widened to f32.
+    ///
+    /// # Safety
+    /// Sixteen elements are readable at `p`; the CPU supports AVX-512F and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        // SAFETY: the caller's guarantee.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+}
+
+impl KvElem for f16 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self.to_f32()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load16(p: *const Self) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's guarantee (32 readable bytes; F16C).
+        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    }
+}
+
 /// The query heads of one key/value head (`q`: `group * head_dim`) and their view of the cache:
 /// key/value `j` starts at `j * stride + offset`; `len` positions are visible.
-pub(super) struct GroupInput<'a> {
+pub(super) struct GroupInput<'a, E: KvElem = f32> {
     pub(super) q: &'a [f32],
-    pub(super) kc: &'a [f32],
-    pub(super) vc: &'a [f32],
+    pub(super) kc: &'a [E],
+    pub(super) vc: &'a [E],
     pub(super) stride: usize,
     pub(super) offset: usize,
     pub(super) head_dim: usize,
@@ -17,20 +61,20 @@ pub(super) struct GroupInput<'a> {
 
 /// `q · k` with 16 independent accumulators, so that the compiler emits vector FMAs.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<E: KvElem>(a: &[f32], b: &[E]) -> f32 {
     let mut acc = [0f32; 16];
     let mut ca = a.chunks_exact(16);
     let mut cb = b.chunks_exact(16);
     for (x, y) in (&mut ca).zip(&mut cb) {
         for l in 0..16 {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
+            acc[l] = x[l].mul_add(y[l].get(), acc[l]);
         }
     }
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| x * y.get())
         .sum();
     acc.iter().sum::<f32>() + tail
 }
@@ -38,7 +82,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Softmax attention of a group of query heads over the visible cached positions into `o`
 /// (`group * head_dim`), reading each key and value once for the whole group.
 #[inline(always)]
-pub(super) fn group_attention(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+pub(super) fn group_attention<E: KvElem>(g: &GroupInput<'_, E>, scores: &mut [f32], o: &mut [f32]) {
     let hd = g.head_dim;
     let heads = g.q.len() / hd;
     for j in 0..g.len {
@@ -66,7 +110,7 @@ pub(super) fn group_attention(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f
         for h in 0..heads {
             let p = scores[h * g.total + j];
             for (o, &v) in o[h * hd..(h + 1) * hd].iter_mut().zip(v) {
-                *o = p.mul_add(v, *o);
+                *o = p.mul_add(v.get(), *o);
             }
         }
     }
@@ -77,10 +121,14 @@ pub(super) fn group_attention(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f
 /// softmax, and each head's output accumulated in registers. Others take the portable loops.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and FMA.
+/// The CPU must support AVX-512F, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-pub(super) unsafe fn group_avx512(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+#[target_feature(enable = "avx512f,fma,f16c")]
+pub(super) unsafe fn group_avx512<E: KvElem>(
+    g: &GroupInput<'_, E>,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
     let hd = g.head_dim;
     if !hd.is_multiple_of(16) || hd > 128 {
         group_attention(g, scores, o);
@@ -89,14 +137,14 @@ pub(super) unsafe fn group_avx512(g: &GroupInput<'_>, scores: &mut [f32], o: &mu
     // SAFETY: the caller's CPU guarantee; `hd / 16` is the const parameter.
     unsafe {
         match hd / 16 {
-            1 => group_avx512_n::<1>(g, scores, o),
-            2 => group_avx512_n::<2>(g, scores, o),
-            3 => group_avx512_n::<3>(g, scores, o),
-            4 => group_avx512_n::<4>(g, scores, o),
-            5 => group_avx512_n::<5>(g, scores, o),
-            6 => group_avx512_n::<6>(g, scores, o),
-            7 => group_avx512_n::<7>(g, scores, o),
-            _ => group_avx512_n::<8>(g, scores, o),
+            1 => group_avx512_n::<1, E>(g, scores, o),
+            2 => group_avx512_n::<2, E>(g, scores, o),
+            3 => group_avx512_n::<3, E>(g, scores, o),
+            4 => group_avx512_n::<4, E>(g, scores, o),
+            5 => group_avx512_n::<5, E>(g, scores, o),
+            6 => group_avx512_n::<6, E>(g, scores, o),
+            7 => group_avx512_n::<7, E>(g, scores, o),
+            _ => group_avx512_n::<8, E>(g, scores, o),
         }
     }
 }
@@ -104,10 +152,14 @@ pub(super) unsafe fn group_avx512(g: &GroupInput<'_>, scores: &mut [f32], o: &mu
 /// [`group_avx512`] for head size `16 · VECS`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and FMA; `g.head_dim == 16 · VECS`.
+/// The CPU must support AVX-512F, FMA and F16C; `g.head_dim == 16 · VECS`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+#[target_feature(enable = "avx512f,fma,f16c")]
+unsafe fn group_avx512_n<const VECS: usize, E: KvElem>(
+    g: &GroupInput<'_, E>,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let hd = g.head_dim;
     assert_eq!(hd, 16 * VECS);
@@ -129,9 +181,9 @@ unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f3
             }
             let dot = |j: usize| {
                 let k = kp.add(j * g.stride);
-                let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(k));
+                let mut acc = _mm512_mul_ps(q[0], E::load16(k));
                 for (v, qv) in q.iter().enumerate().skip(1) {
-                    acc = _mm512_fmadd_ps(*qv, _mm512_loadu_ps(k.add(16 * v)), acc);
+                    acc = _mm512_fmadd_ps(*qv, E::load16(k.add(16 * v)), acc);
                 }
                 acc
             };
@@ -139,17 +191,18 @@ unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f3
             // the weights of the whole model pass through it between two steps): keys eight
             // positions ahead of the dot products, and the values of the positions just read, so
             // that the value pass below finds them. The other heads of the group hit the cache.
+            let line = 64 / std::mem::size_of::<E>();
             let fetch = |j: usize| {
                 if h == 0 && j < g.len {
-                    for v in 0..VECS {
-                        _mm_prefetch::<_MM_HINT_T0>(kp.add(j * g.stride + 16 * v).cast());
+                    for e in (0..hd).step_by(line) {
+                        _mm_prefetch::<_MM_HINT_T0>(kp.add(j * g.stride + e).cast());
                     }
                 }
             };
             let fetch_v = |j: usize| {
                 if h == 0 {
-                    for v in 0..VECS {
-                        _mm_prefetch::<_MM_HINT_T0>(vp.add(j * g.stride + 16 * v).cast());
+                    for e in (0..hd).step_by(line) {
+                        _mm_prefetch::<_MM_HINT_T0>(vp.add(j * g.stride + e).cast());
                     }
                 }
             };
@@ -206,7 +259,7 @@ unsafe fn group_avx512_n<const VECS: usize>(g: &GroupInput<'_>, scores: &mut [f3
                 let p = _mm512_set1_ps(*sc.add(j) * inv);
                 let v = vp.add(j * g.stride);
                 for (k, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(p, _mm512_loadu_ps(v.add(16 * k)), *a);
+                    *a = _mm512_fmadd_ps(p, E::load16(v.add(16 * k)), *a);
                 }
             }
             for (k, a) in acc.iter().enumerate() {
@@ -259,7 +312,7 @@ pub(super) fn swiglu_rows(g: &mut [f32], u: &[f32]) {
 /// [`swiglu_rows`] sixteen lanes at a time.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and FMA.
+/// The CPU must support AVX-512F, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn swiglu_avx512(g: &mut [f32], u: &[f32]) {
@@ -321,12 +374,16 @@ fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn group_avx2(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+pub(super) unsafe fn group_avx2<E: KvElem>(
+    g: &GroupInput<'_, E>,
+    scores: &mut [f32],
+    o: &mut [f32],
+) {
     group_attention(g, scores, o);
 }
 
 /// [`group_attention`] on the best instruction set of this CPU.
-pub(super) fn group(g: &GroupInput<'_>, scores: &mut [f32], o: &mut [f32]) {
+pub(super) fn group<E: KvElem>(g: &GroupInput<'_, E>, scores: &mut [f32], o: &mut [f32]) {
     match super::matmul::isa() {
         // SAFETY: AVX-512F and FMA were detected.
         #[cfg(target_arch = "x86_64")]
@@ -384,6 +441,62 @@ mod tests {
                         (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                         "hd {hd} heads {heads} len {len} [{i}]: {a} vs {b}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_cache_matches_the_portable_loops_on_the_same_values() {
+        for (hd, heads, nkv) in [(64, 3, 3), (128, 1, 2), (16, 2, 1), (72, 1, 2)] {
+            for len in [1, 8, 9, 40, 257] {
+                let stride = nkv * hd;
+                let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+                let (kc, vc) = (half(random(len * stride, 6)), half(random(len * stride, 7)));
+                let q = random(heads * hd, 8);
+                let g = GroupInput {
+                    q: &q,
+                    kc: &kc,
+                    vc: &vc,
+                    stride,
+                    offset: (nkv - 1) * hd,
+                    head_dim: hd,
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    len,
+                    total: len,
+                };
+                // The same cache widened to f32: the f16 path must read exactly these values.
+                let (kw, vw): (Vec<f32>, Vec<f32>) = (
+                    kc.iter().map(|v| v.to_f32()).collect(),
+                    vc.iter().map(|v| v.to_f32()).collect(),
+                );
+                let wide = GroupInput {
+                    q: &q,
+                    kc: &kw,
+                    vc: &vw,
+                    stride,
+                    offset: g.offset,
+                    head_dim: hd,
+                    scale: g.scale,
+                    len,
+                    total: len,
+                };
+                let mut want = vec![0f32; heads * hd];
+                group_attention(&wide, &mut vec![0f32; heads * len], &mut want);
+                for fast in [false, true] {
+                    let mut got = vec![f32::NAN; heads * hd];
+                    let mut scores = vec![0f32; heads * len];
+                    if fast {
+                        group(&g, &mut scores, &mut got);
+                    } else {
+                        group_attention(&g, &mut scores, &mut got);
+                    }
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                            "hd {hd} heads {heads} len {len} fast {fast} [{i}]: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }

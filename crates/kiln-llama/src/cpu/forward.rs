@@ -1,5 +1,6 @@
 //! [`CpuLlama`]: the decoder on the CPU kernels, and its [`CpuCache`].
 
+use half::f16;
 use std::sync::Mutex;
 
 use kiln_backend::kernels::QuantMatrix;
@@ -56,6 +57,13 @@ pub struct BatchWork {
     work: Work,
 }
 
+impl BatchWork {
+    /// The logits buffer, for engines that fill it themselves.
+    pub(crate) fn logits_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.work.logits
+    }
+}
+
 /// A Llama model on the CPU kernels.
 #[derive(Debug, Clone)]
 pub struct CpuLlama {
@@ -70,12 +78,45 @@ pub struct CpuLlama {
     pub(super) activations: Activations,
 }
 
+/// The keys (or values) of every layer of a cache: f32, or f16 for half the memory and the memory
+/// traffic of attention.
+#[derive(Debug, Clone)]
+pub(super) enum KvStore {
+    F32(Vec<Vec<f32>>),
+    F16(Vec<Vec<f16>>),
+}
+
+impl KvStore {
+    /// Grows every layer to hold `needed` positions of `width` elements (at least doubling, up to
+    /// `max_len` positions, so that a decode loop rarely reallocates).
+    fn reserve(&mut self, needed: usize, width: usize, max_len: usize) {
+        fn grow<T: Clone>(
+            layers: &mut [Vec<T>],
+            zero: T,
+            needed: usize,
+            width: usize,
+            max_len: usize,
+        ) {
+            for c in layers {
+                if c.len() < needed * width {
+                    let to = (needed * width).max((c.len() * 2).min(max_len * width));
+                    c.resize(to, zero.clone());
+                }
+            }
+        }
+        match self {
+            KvStore::F32(l) => grow(l, 0.0, needed, width, max_len),
+            KvStore::F16(l) => grow(l, f16::ZERO, needed, width, max_len),
+        }
+    }
+}
+
 /// Keys and values of every layer, preallocated for the whole context, plus the work buffers a
 /// forward pass reuses (the decode loop allocates nothing once they have grown).
 #[derive(Debug, Clone)]
 pub struct CpuCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: KvStore,
+    v: KvStore,
     len: usize,
     max_len: usize,
     work: Work,
@@ -107,13 +148,15 @@ impl CpuCache {
     /// Grows every layer's keys and values to hold `needed` positions of `width` elements (at least
     /// doubling, up to the capacity, so that a decode loop rarely reallocates).
     fn reserve(&mut self, needed: usize, width: usize) {
-        for (kc, vc) in self.k.iter_mut().zip(&mut self.v) {
-            if kc.len() < needed * width {
-                let grow = (needed * width).max((kc.len() * 2).min(self.max_len * width));
-                kc.resize(grow, 0.0);
-                vc.resize(grow, 0.0);
-            }
-        }
+        self.k.reserve(needed, width, self.max_len);
+        self.v.reserve(needed, width, self.max_len);
+    }
+
+    /// Whether keys and values are stored as f16 (the cache of [`Activations::Int8`], as
+    /// llama.cpp keeps them) rather than f32.
+    #[must_use]
+    pub fn is_f16(&self) -> bool {
+        matches!(self.k, KvStore::F16(_))
     }
 
     /// A copy of the cached keys and values (without the work buffers), for reuse by another
@@ -255,9 +298,13 @@ impl CpuLlama {
     #[must_use]
     pub fn cache_with_capacity(&self, max_len: usize) -> CpuCache {
         let n = self.config.num_hidden_layers;
+        let store = || match self.activations {
+            Activations::Exact => KvStore::F32(vec![Vec::new(); n]),
+            Activations::Int8 => KvStore::F16(vec![Vec::new(); n]),
+        };
         CpuCache {
-            k: vec![Vec::new(); n],
-            v: vec![Vec::new(); n],
+            k: store(),
+            v: store(),
             len: 0,
             max_len: max_len.min(self.config.max_position_embeddings),
             work: Work::default(),
@@ -372,7 +419,7 @@ impl CpuLlama {
         caches: &mut [&mut CpuCache],
         mixes: &[&AdapterMix],
         work: &'w mut BatchWork,
-    ) -> Result<&'w [f32]> {
+    ) -> Result<&'w mut [f32]> {
         let n = ids.len();
         if n == 0 || caches.len() != n || mixes.len() != n {
             return Err(Error::Invalid(format!(
@@ -412,6 +459,6 @@ impl CpuLlama {
         for cache in caches.iter_mut() {
             cache.len += 1;
         }
-        Ok(&w.logits)
+        Ok(&mut w.logits)
     }
 }

@@ -17,9 +17,10 @@ pub enum Activations {
     #[default]
     Exact,
     /// Decode steps (fewer than 16 rows) quantize each activation vector to 8 bits per 32-element
-    /// block and use integer dot products (AVX-512 VNNI, AVX2), as llama.cpp does: faster, and
-    /// different from the exact result by the activation rounding (on SmolLM2 the logits move by
-    /// up to about 1, which can change a greedy answer). Prefill keeps the exact GEMM path.
+    /// block and use integer dot products (AVX-512 VNNI, AVX2), and the key/value cache holds f16,
+    /// as llama.cpp does: faster (attention reads half the bytes), and different from the exact
+    /// result by the activation and cache rounding (on SmolLM2 the logits move by up to about 1,
+    /// which can change a greedy answer). Prefill keeps the exact GEMM path.
     Int8,
 }
 

@@ -13,10 +13,13 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 use kiln_backend::kernels::{QuantMatrix, WeightFormat};
 
 use super::attention::{GroupInput, group};
-use super::forward::Layer;
+use super::forward::{KvStore, Layer};
 use super::matmul::{GEMM_MIN_ROWS, RowBufs, mode};
 use super::team::{self, Buf, Member};
 use super::{Activations, CpuLlama, Probe};
@@ -153,11 +156,11 @@ pub(super) struct Slot {
     pub(super) pos: usize,
 }
 
-/// The keys and values of one layer of one cache.
+/// The keys and values of one layer of one cache, in the cache's precision.
 #[derive(Debug, Clone, Copy)]
-struct Kv {
-    k: Buf,
-    v: Buf,
+enum Kv {
+    F32 { k: Buf, v: Buf },
+    F16 { k: Buf<f16>, v: Buf<f16> },
 }
 
 /// One member's own buffers.
@@ -193,12 +196,25 @@ impl Work {
     /// Registers the keys and values of one more cache (index = number registered before), every
     /// layer already grown to hold the pass's positions. Pointers stay valid while the vectors are
     /// neither resized nor dropped, i.e. for the pass.
-    pub(super) fn add_cache(&mut self, k: &mut [Vec<f32>], v: &mut [Vec<f32>]) {
-        for (k, v) in k.iter_mut().zip(v.iter_mut()) {
-            self.kv.push(Kv {
-                k: Buf::new(k),
-                v: Buf::new(v),
-            });
+    pub(super) fn add_cache(&mut self, k: &mut KvStore, v: &mut KvStore) {
+        match (k, v) {
+            (KvStore::F32(k), KvStore::F32(v)) => {
+                for (k, v) in k.iter_mut().zip(v.iter_mut()) {
+                    self.kv.push(Kv::F32 {
+                        k: Buf::new(k),
+                        v: Buf::new(v),
+                    });
+                }
+            }
+            (KvStore::F16(k), KvStore::F16(v)) => {
+                for (k, v) in k.iter_mut().zip(v.iter_mut()) {
+                    self.kv.push(Kv::F16 {
+                        k: Buf::new(k),
+                        v: Buf::new(v),
+                    });
+                }
+            }
+            _ => unreachable!("keys and values of one cache share a precision"),
         }
     }
 
@@ -460,26 +476,30 @@ impl CpuLlama {
                 scores.resize(per_task * len, 0.0);
                 // SAFETY: q and the caches were completed by the phases above; the chunk writes
                 // its heads' columns of attn.
-                let (q, kc, vc, out) = unsafe {
-                    (
-                        b.q.slice(heads.clone()),
-                        cache.k.slice(0..len * kvd),
-                        cache.v.slice(0..len * kvd),
-                        b.attn.slice_mut(heads),
-                    )
-                };
-                let g = GroupInput {
-                    q,
-                    kc,
-                    vc,
-                    stride: kvd,
-                    offset: (first_head / group_size) * hd,
-                    head_dim: hd,
-                    scale,
-                    len,
-                    total: len,
-                };
-                group(&g, scores, out);
+                let (q, out) = unsafe { (b.q.slice(heads.clone()), b.attn.slice_mut(heads)) };
+                let offset = (first_head / group_size) * hd;
+                macro_rules! attend {
+                    ($k:expr, $v:expr) => {{
+                        let g = GroupInput {
+                            q,
+                            // SAFETY: as above (the caches are complete for this layer).
+                            kc: unsafe { $k.slice(0..len * kvd) },
+                            // SAFETY: as above.
+                            vc: unsafe { $v.slice(0..len * kvd) },
+                            stride: kvd,
+                            offset,
+                            head_dim: hd,
+                            scale,
+                            len,
+                            total: len,
+                        };
+                        group(&g, scores, out);
+                    }};
+                }
+                match cache {
+                    Kv::F32 { k, v } => attend!(k, v),
+                    Kv::F16 { k, v } => attend!(k, v),
+                }
             });
             // SAFETY: attn is complete and only read until the next layer's attention phase.
             let attn = unsafe { b.attn.slice(0..t * qd) };
@@ -691,11 +711,18 @@ impl CpuLlama {
                 self.rope(row, slot.pos);
             }
             if part > 0 {
-                let cache = kv[slot.cache * self.layers.len() + l];
-                let dst = if part == 1 { cache.k } else { cache.v };
-                let at = slot.pos * kvd;
-                // SAFETY: this head's columns of the row's new position.
-                unsafe { dst.slice_mut(at + cols.start..at + cols.end) }.copy_from_slice(row);
+                let at = slot.pos * kvd + cols.start..slot.pos * kvd + cols.end;
+                // SAFETY (both arms): this head's columns of the row's new position.
+                match kv[slot.cache * self.layers.len() + l] {
+                    Kv::F32 { k, v } => {
+                        let dst = if part == 1 { k } else { v };
+                        unsafe { dst.slice_mut(at) }.copy_from_slice(row);
+                    }
+                    Kv::F16 { k, v } => {
+                        let dst = if part == 1 { k } else { v };
+                        unsafe { dst.slice_mut(at) }.convert_from_f32_slice(row);
+                    }
+                }
             }
         }
     }

@@ -318,20 +318,20 @@ fn worker(s: &Shared, index: usize) {
 /// member reads what the chunks wrote once the phase is over. The accessors are `unsafe`: the
 /// caller states which part is its own during the phase.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Buf {
-    ptr: *mut f32,
+pub(crate) struct Buf<T = f32> {
+    ptr: *mut T,
     len: usize,
 }
 
 // SAFETY: a `Buf` is a pointer handed to the members of one pass; the members' barrier protocol
 // (documented at each use) keeps their accesses apart.
-unsafe impl Send for Buf {}
+unsafe impl<T> Send for Buf<T> {}
 // SAFETY: as above.
-unsafe impl Sync for Buf {}
+unsafe impl<T> Sync for Buf<T> {}
 
-impl Buf {
+impl<T> Buf<T> {
     /// A view of `v` (which must outlive every use of the view).
-    pub(crate) fn new(v: &mut [f32]) -> Self {
+    pub(crate) fn new(v: &mut [T]) -> Self {
         Self {
             ptr: v.as_mut_ptr(),
             len: v.len(),
@@ -344,7 +344,7 @@ impl Buf {
     }
 
     /// The start of the buffer, for raw writes inside it.
-    pub(crate) fn ptr(&self) -> *mut f32 {
+    pub(crate) fn ptr(&self) -> *mut T {
         self.ptr
     }
 
@@ -356,7 +356,7 @@ impl Buf {
     /// # Panics
     /// When `r` is not inside the buffer.
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice_mut(&self, r: Range<usize>) -> &mut [f32] {
+    pub(crate) unsafe fn slice_mut(&self, r: Range<usize>) -> &mut [T] {
         assert!(
             r.start <= r.end && r.end <= self.len,
             "{r:?} outside a buffer of {}",
@@ -373,7 +373,7 @@ impl Buf {
     ///
     /// # Panics
     /// When `r` is not inside the buffer.
-    pub(crate) unsafe fn slice(&self, r: Range<usize>) -> &[f32] {
+    pub(crate) unsafe fn slice(&self, r: Range<usize>) -> &[T] {
         assert!(
             r.start <= r.end && r.end <= self.len,
             "{r:?} outside a buffer of {}",
@@ -387,7 +387,7 @@ impl Buf {
     ///
     /// # Safety
     /// As [`Buf::slice`] for every element.
-    pub(crate) unsafe fn all(&self) -> &[f32] {
+    pub(crate) unsafe fn all(&self) -> &[T] {
         // SAFETY: the caller's guarantee.
         unsafe { self.slice(0..self.len) }
     }
