@@ -109,6 +109,21 @@ pub(crate) unsafe fn rows(
     let task_rows = out.len() / n;
     for i0 in (0..n).step_by(ACT_TILE) {
         let m = ACT_TILE.min(n - i0);
+        if m == ACT_TILE {
+            // SAFETY: as this function's contract (AVX-512BW comes with the VNNI-era cores this
+            // path is selected on: checked below); the tile's activation and output rows.
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                unsafe {
+                    super::avx512_x8::rows8(
+                        w,
+                        &x[i0 * cols..(i0 + ACT_TILE) * cols],
+                        first,
+                        &mut out[i0 * task_rows..(i0 + ACT_TILE) * task_rows],
+                    );
+                }
+                continue;
+            }
+        }
         for r in 0..task_rows {
             let row = w.row(first + r).as_ptr();
             let mut acc = [_mm512_setzero_ps(); ACT_TILE];
