@@ -793,9 +793,18 @@ pub unsafe fn matmul_rows_strided(
         );
     }
     let ptr = SharedOut(out);
+    // Whole groups of eight activation rows on AVX-512 go through the eight-row kernel in one
+    // call (it walks the rows in passes and prefetches ahead itself); other cases in chunks of
+    // rows that stay in cache while every activation row passes over them.
+    let step =
+        if path == SimdPath::Avx512 && w.format.is_quantized() && n.is_multiple_of(8) && n > 0 {
+            rows.len().max(1)
+        } else {
+            MATMUL_ROWS_PER_TASK
+        };
     let mut r0 = rows.start;
     while r0 < rows.end {
-        let r1 = (r0 + MATMUL_ROWS_PER_TASK).min(rows.end);
+        let r1 = (r0 + step).min(rows.end);
         // SAFETY: the caller guarantees columns `col0 + (r0 - start) ..` of each output row are
         // ours and valid.
         unsafe {
