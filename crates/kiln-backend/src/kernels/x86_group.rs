@@ -26,8 +26,8 @@ pub(super) const GROUP_BLOCK_SCALES: usize = 2 * GROUP;
 const PASS_QUADS: usize = 4;
 /// Weight rows per pass.
 pub(super) const PASS_ROWS: usize = 4 * PASS_QUADS;
-/// How far ahead the weights are prefetched: a pass requests the rows two passes on, spread over
-/// its blocks, so that they have a whole pass's time to arrive.
+/// How far ahead the weights are prefetched (into L2): a pass requests the rows four passes on,
+/// spread over its blocks, so that they have several passes' time to arrive.
 pub(super) const AHEAD_ROWS: usize = 4 * PASS_ROWS;
 
 /// Appends eight quantized activation rows laid out for [`rows_avx512_x8`]. Per block `b`:
@@ -108,8 +108,8 @@ unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f3
 
 /// `out[r][i] = row_i · a_r` for eight activation rows laid out by [`interleave8`] (`il`, `sc`), on
 /// Q4_0, Q4_1 or Q8_0 weights: `nrows` rows of `row_bytes` at the start of `span`; the rest of
-/// `span` (the matrix's next rows, up to [`AHEAD_ROWS`] of them) is only prefetched. Each weight block is read once for all eight rows. The weights are
-/// the unsigned operand of `vpdpbusd`: Q4 nibbles as they are, Q8_0 bytes offset by 128 (`w ^
+/// `span` (the matrix's next rows, up to [`AHEAD_ROWS`] of them) is only prefetched. Each weight
+/// block is read once for all eight rows. The weights are the unsigned operand of `vpdpbusd`: Q4 nibbles as they are, Q8_0 bytes offset by 128 (`w ^
 /// 0x80`); the offsets (`-8·d` of Q4_0, `-128·d` of Q8_0, the minimum `m` of Q4_1) are applied per
 /// block through the activations' block sums `s`, one FMA per sixteen pairs.
 ///
@@ -163,9 +163,9 @@ pub(super) unsafe fn rows_avx512_x8(
     unsafe {
         while i + 4 * PASS_QUADS <= nrows {
             let quads = std::array::from_fn(|q| quad(i + 4 * q));
-            // The rows two passes on on their way into the cache while this pass computes: a
-            // pass reads its rows' scales first, and that first touch would otherwise wait for
-            // memory (half of the kernel's time in a decode step).
+            // The rows `AHEAD_ROWS` on, on their way into L2 while this pass computes: a pass
+            // reads its rows' scales first, and that first touch would otherwise wait for memory
+            // (half of the kernel's time in a decode step before this prefetch).
             let from = ((i + AHEAD_ROWS) * row_bytes).min(span.len());
             let ahead = &span[from..(from + PASS_ROWS * row_bytes).min(span.len())];
             let sums = match format {
@@ -370,13 +370,15 @@ unsafe fn pass<const KIND: u8, const R: usize>(
                 ];
                 for q in 0..R {
                     let at = 4 * sb;
-                    let d = _mm512_permutexvar_ps(
+                    // The four rows' values in every 128-bit lane, then lane j's picked by an
+                    // in-lane permutation (a cross-lane one would take the multiply units' turn).
+                    let d = _mm512_permutevar_ps(
+                        _mm512_broadcast_f32x4(_mm_loadu_ps(dw[q].as_ptr().cast::<f32>().add(at))),
                         spread,
-                        _mm512_castps128_ps512(_mm_loadu_ps(dw[q].as_ptr().cast::<f32>().add(at))),
                     );
-                    let m = _mm512_permutexvar_ps(
+                    let m = _mm512_permutevar_ps(
+                        _mm512_broadcast_f32x4(_mm_loadu_ps(mw[q].as_ptr().cast::<f32>().add(at))),
                         spread,
-                        _mm512_castps128_ps512(_mm_loadu_ps(mw[q].as_ptr().cast::<f32>().add(at))),
                     );
                     for g in 0..2 {
                         let scaled = _mm512_cvtepi32_ps(dot[q][g]);
