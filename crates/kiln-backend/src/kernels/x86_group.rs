@@ -18,8 +18,9 @@ pub(super) const GROUP: usize = 8;
 /// Bytes of interleaved activations per block of a group: two groups of four rows, two half-blocks,
 /// four rotations, sixteen bytes each, repeated in the four 128-bit lanes of a vector.
 pub(super) const GROUP_BLOCK_BYTES: usize = 2 * 2 * 4 * 64;
-/// Scale floats per block of a group: the eight rows' `d`, then their `s`.
-pub(super) const GROUP_BLOCK_SCALES: usize = 2 * GROUP;
+/// Scale floats per block of a group: the eight rows' `d`, then their `s`, then each four-row
+/// group's integer sums `Σq` laid out like the accumulators (16 floats per group).
+pub(super) const GROUP_BLOCK_SCALES: usize = 2 * GROUP + 2 * 16;
 
 /// Weight rows per pass of the kernel (four quads): each activation vector loaded is used by all of
 /// them.
@@ -35,7 +36,9 @@ pub(super) const AHEAD_ROWS: usize = 4 * PASS_ROWS;
 ///   `16h..16h + 16`) and rotation `s`, 64 bytes at `((2g + h)·4 + s)·64`: four copies (one per
 ///   128-bit lane) of sixteen bytes whose four bytes at position `k` are row `4g + k`'s elements
 ///   `16h + 4c .. 16h + 4c + 4`, `c = (k + s) % 4`;
-/// - `sc[b]`: the rows' scales `d` (eight floats), then their sums `s = d·Σq`.
+/// - `sc[b]`: the rows' scales `d` (eight floats), then their sums `s = d·Σq`, then for each
+///   group `g` sixteen floats whose lane `4j + k` is row `4g + k`'s integer `Σq` (exact in f32),
+///   for the Q4_0 and Q8_0 offsets applied in integers.
 pub(super) fn interleave8(a: &[Q8View<'_>; GROUP], il: &mut Vec<i8>, sc: &mut Vec<f32>) {
     let nb = a[0].d.len();
     let (il0, sc0) = (il.len(), sc.len());
@@ -102,6 +105,14 @@ unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f3
         for (r, row) in a.iter().enumerate() {
             sb[r] = row.d[b];
             sb[GROUP + r] = row.s[b];
+            let sum: i32 = row.qs[b * BLOCK..(b + 1) * BLOCK]
+                .iter()
+                .map(|&q| i32::from(q))
+                .sum();
+            let (g, k) = (r / 4, r % 4);
+            for j in 0..4 {
+                sb[2 * GROUP + 16 * g + 4 * j + k] = sum as f32;
+            }
         }
     }
 }
@@ -109,9 +120,11 @@ unsafe fn interleave_blocks(a: &[Q8View<'_>; GROUP], il: &mut [i8], sc: &mut [f3
 /// `out[r][i] = row_i · a_r` for eight activation rows laid out by [`interleave8`] (`il`, `sc`), on
 /// Q4_0, Q4_1 or Q8_0 weights: `nrows` rows of `row_bytes` at the start of `span`; the rest of
 /// `span` (the matrix's next rows, up to [`AHEAD_ROWS`] of them) is only prefetched. Each weight
-/// block is read once for all eight rows. The weights are the unsigned operand of `vpdpbusd`: Q4 nibbles as they are, Q8_0 bytes offset by 128 (`w ^
-/// 0x80`); the offsets (`-8·d` of Q4_0, `-128·d` of Q8_0, the minimum `m` of Q4_1) are applied per
-/// block through the activations' block sums `s`, one FMA per sixteen pairs.
+/// block is read once for all eight rows. The weights are the unsigned operand of `vpdpbusd`: Q4
+/// nibbles as they are, Q8_0 bytes offset by 128 (`w ^ 0x80`); the offsets of Q4_0 (8) and Q8_0
+/// (128) are taken off the integer dot products through the activations' integer block sums, the
+/// Q4_1 minimum `m` is applied per block through their float sums `s` (one FMA per sixteen
+/// pairs).
 ///
 /// The sums run in another order than `x86::rows_avx512`'s, so a row's result can differ from the
 /// single-row kernel's in the last bits (within the f32 rounding bound of the kernel tests); it does
@@ -199,8 +212,9 @@ const Q8_0_KIND: u8 = 2;
 const SEG: usize = 64;
 
 /// The f16 scales of blocks `b0..b0 + len` of four rows (`bb`-byte blocks) as f32 into `d`, four
-/// per block (`d[4b + k]`: row `k`), and into `m` the offsets: the Q4_1 minimums, `-8·d` for Q4_0,
-/// `-128·d` for Q8_0. Writes the first `4·len` floats of each, rounded up to a multiple of 16.
+/// per block (`d[4b + k]`: row `k`), and into `m` the Q4_1 minimums (other formats take their
+/// offsets in integers). Writes the first `4·len` floats of each (`m`: Q4_1 only), rounded up to a
+/// multiple of 16.
 ///
 /// # Safety
 /// The rows must hold those blocks; `len ≤ SEG`; `d` and `m` must be valid for writes of `4·SEG`
@@ -240,12 +254,10 @@ unsafe fn widen<const KIND: u8>(
         for c in 0..vectors {
             let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.add(16 * c).cast()));
             _mm512_storeu_ps(d.add(16 * c), dv);
-            let mv = match KIND {
-                Q4_1_KIND => _mm512_cvtph_ps(_mm256_loadu_si256(mh.add(16 * c).cast())),
-                Q4_0_KIND => _mm512_mul_ps(dv, _mm512_set1_ps(-8.0)),
-                _ => _mm512_mul_ps(dv, _mm512_set1_ps(-128.0)),
-            };
-            _mm512_storeu_ps(m.add(16 * c), mv);
+            if KIND == Q4_1_KIND {
+                let mv = _mm512_cvtph_ps(_mm256_loadu_si256(mh.add(16 * c).cast()));
+                _mm512_storeu_ps(m.add(16 * c), mv);
+            }
         }
     }
 }
@@ -368,22 +380,41 @@ unsafe fn pass<const KIND: u8, const R: usize>(
                     _mm512_broadcast_f32x4(_mm_loadu_ps(sp.add(8))),
                     _mm512_broadcast_f32x4(_mm_loadu_ps(sp.add(12))),
                 ];
+                // Q4_0 and Q8_0: the offset in integers, `Σ(q - o)·x = Σq·x - o·Σx` (o = 8 or
+                // 128, a shift), instead of a float term per block.
+                let qsum = [
+                    _mm512_cvtps_epi32(_mm512_loadu_ps(sp.add(2 * GROUP))),
+                    _mm512_cvtps_epi32(_mm512_loadu_ps(sp.add(2 * GROUP + 16))),
+                ];
                 for q in 0..R {
                     let at = 4 * sb;
                     // The four rows' values in every 128-bit lane, then lane j's picked by an
                     // in-lane permutation (a cross-lane one would take the multiply units' turn).
-                    let d = _mm512_permutevar_ps(
-                        _mm512_broadcast_f32x4(_mm_loadu_ps(dw[q].as_ptr().cast::<f32>().add(at))),
-                        spread,
-                    );
-                    let m = _mm512_permutevar_ps(
-                        _mm512_broadcast_f32x4(_mm_loadu_ps(mw[q].as_ptr().cast::<f32>().add(at))),
-                        spread,
-                    );
+                    let lanes = |v: *const f32| {
+                        _mm512_permutevar_ps(
+                            _mm512_broadcast_f32x4(_mm_loadu_ps(v.add(at))),
+                            spread,
+                        )
+                    };
+                    let d = lanes(dw[q].as_ptr().cast());
                     for g in 0..2 {
-                        let scaled = _mm512_cvtepi32_ps(dot[q][g]);
+                        let dot = match KIND {
+                            Q4_0_KIND => {
+                                _mm512_sub_epi32(dot[q][g], _mm512_slli_epi32::<3>(qsum[g]))
+                            }
+                            Q8_0_KIND => {
+                                _mm512_sub_epi32(dot[q][g], _mm512_slli_epi32::<7>(qsum[g]))
+                            }
+                            _ => dot[q][g],
+                        };
+                        let scaled = _mm512_cvtepi32_ps(dot);
                         acc[q][g] = _mm512_fmadd_ps(scaled, _mm512_mul_ps(dx[g], d), acc[q][g]);
-                        acc[q][g] = _mm512_fmadd_ps(sx[g], m, acc[q][g]);
+                    }
+                    if KIND == Q4_1_KIND {
+                        let m = lanes(mw[q].as_ptr().cast());
+                        for g in 0..2 {
+                            acc[q][g] = _mm512_fmadd_ps(sx[g], m, acc[q][g]);
+                        }
                     }
                 }
             }
