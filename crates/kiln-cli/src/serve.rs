@@ -41,7 +41,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "auto")]
     engine: String,
     /// CPU engine arithmetic on block-quantized weights: exact (f32 activations, transformers'
-    /// numbers) or int8 (llama.cpp's 8-bit activations for decode steps: faster, less exact).
+    /// numbers) or int8 (llama.cpp's arithmetic: 8-bit activations for decode steps and an f16 KV
+    /// cache; faster, less exact).
     #[arg(long, default_value = "exact")]
     activations: kiln_llama::Activations,
     /// Print the sha256 digest of this API key (for the config's `keys[].sha256`) and exit.

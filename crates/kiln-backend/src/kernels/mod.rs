@@ -13,11 +13,12 @@
 //!   activation block in integer arithmetic: AVX-512 VNNI `vpdpbusd` over two blocks per instruction,
 //!   AVX2 `vpmaddubsw`, or a portable scalar loop (the SIMD loops take four blocks per step and
 //!   convert and multiply their f16 scales four at a time). [`matmul`] on AVX-512 takes the
-//!   activation rows eight at a time, four rows sharing each vector (one per 128-bit lane) so that
-//!   a weight block's scales are applied to four rows per instruction; leftover rows go four at a
-//!   time through the single-row kernel's arithmetic (bit-identical to [`matvec`] per row) and the
-//!   rows of a group of eight differ from it only by summation order.
-//!   The result differs from `W·x` in f32 by the
+//!   activation rows eight at a time: each 32-bit lane of its accumulators is one (weight row,
+//!   activation row) pair (four weight rows per vector against four activation rows, paired by
+//!   rotating the blocks' four-element chunks), so a block's scales are applied to sixteen pairs
+//!   per instruction; leftover rows go four at a time through the single-row kernel's arithmetic
+//!   (bit-identical to [`matvec`] per row), and the rows of a group of eight differ from it only
+//!   by summation order. The result differs from `W·x` in f32 by the
 //!   activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
 //!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
 //! - **F16, BF16, F32**: the weights are widened to f32 (F16C / AVX-512 conversions) and multiplied
@@ -59,12 +60,16 @@ use crate::{Error, Result};
 
 mod nf4;
 mod scalar;
+mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_group;
 #[cfg(target_arch = "x86_64")]
 mod x86_quant;
+
+use scratch::Q8View;
+pub use scratch::Scratch;
 
 /// Elements per block of the block formats (Q4_0, Q4_1, Q8_0), and per activation block.
 pub const BLOCK: usize = 32;
@@ -408,141 +413,6 @@ impl SimdPath {
             .filter(|p| p.is_supported())
             .collect()
     }
-}
-
-/// Activations quantized to 8 bits per 32-element block, as the quantized kernels consume them.
-///
-/// Reuse one across calls to avoid allocating: it only grows.
-#[derive(Debug, Default, Clone)]
-pub struct Scratch {
-    /// Quantized values, `n · cols`.
-    qs: Vec<i8>,
-    /// Per block: the scale `d` (value ≈ `q · d`).
-    d: Vec<f32>,
-    /// Per block: `d · Σq`, the block sum of the dequantized activations.
-    s: Vec<f32>,
-    /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
-    xf: Vec<f32>,
-    /// Groups of eight quantized rows interleaved for the AVX-512 eight-row kernel, and their
-    /// scales (see `x86_group::interleave8`); empty when unused.
-    il: Vec<i8>,
-    sc: Vec<f32>,
-}
-
-impl Scratch {
-    /// An empty scratch.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A scratch already large enough for `n` activation rows of `cols` elements.
-    #[must_use]
-    pub fn with_capacity(n: usize, cols: usize) -> Self {
-        let blocks = n * cols.div_ceil(BLOCK);
-        Self {
-            qs: Vec::with_capacity(n * cols),
-            d: Vec::with_capacity(blocks),
-            s: Vec::with_capacity(blocks),
-            xf: Vec::new(),
-            il: Vec::new(),
-            sc: Vec::new(),
-        }
-    }
-
-    /// Prepares `n` activation rows `x` (`n` times the matrix's width) for products with weights
-    /// in `format`, for [`matmul_rows`]: quantized to 8 bits per block for Q4_0, Q4_1 and Q8_0
-    /// (and, on AVX-512, laid out for the eight-row kernel when `n ≥ 8`), reordered for NF4,
-    /// nothing for the float formats (they read `x` itself).
-    ///
-    /// # Panics
-    /// When `x.len()` is not a multiple of `n` or a row is not a whole number of 32-blocks.
-    pub fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize) {
-        if format.is_quantized() {
-            self.quantize(x);
-            self.il.clear();
-            self.sc.clear();
-            #[cfg(target_arch = "x86_64")]
-            if n >= x86_group::GROUP && SimdPath::detect() == SimdPath::Avx512 {
-                assert!(x.len().is_multiple_of(n), "prepare: x.len() is not n rows");
-                let blocks = x.len() / n / BLOCK;
-                let (mut il, mut sc) = (std::mem::take(&mut self.il), std::mem::take(&mut self.sc));
-                for g in 0..n / x86_group::GROUP {
-                    let rows = std::array::from_fn(|t| self.view(g * x86_group::GROUP + t, blocks));
-                    x86_group::interleave8(&rows, &mut il, &mut sc);
-                }
-                (self.il, self.sc) = (il, sc);
-            }
-        } else if format == WeightFormat::Nf4 {
-            nf4::deinterleave(x, &mut self.xf);
-        }
-    }
-
-    /// Quantizes `x` (a whole number of 32-blocks) into this scratch.
-    fn quantize(&mut self, x: &[f32]) {
-        debug_assert_eq!(x.len() % BLOCK, 0);
-        let blocks = x.len() / BLOCK;
-        self.qs.resize(x.len(), 0);
-        self.d.resize(blocks, 0.0);
-        self.s.resize(blocks, 0.0);
-        #[cfg(target_arch = "x86_64")]
-        if SimdPath::detect() == SimdPath::Avx512 {
-            // SAFETY: AVX-512 F/BW are present (detected); the lengths are as sized above.
-            unsafe { x86_quant::quantize_avx512(x, &mut self.qs, &mut self.d, &mut self.s) };
-            return;
-        }
-        quantize_portable(x, &mut self.qs, &mut self.d, &mut self.s);
-    }
-
-    #[inline]
-    fn view(&self, j: usize, blocks: usize) -> Q8View<'_> {
-        Q8View {
-            qs: &self.qs[j * blocks * BLOCK..(j + 1) * blocks * BLOCK],
-            d: &self.d[j * blocks..(j + 1) * blocks],
-            s: &self.s[j * blocks..(j + 1) * blocks],
-        }
-    }
-}
-
-/// Quantizes the 32-blocks of `x` to 8 bits: `qs` the values, `d` the scales (`max|x| / 127`), `s`
-/// the scaled sums `d · Σq` (llama.cpp's Q8 activations; the portable reference of
-/// `x86_quant::quantize_avx512`).
-fn quantize_portable(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    for (((xb, qb), d), s) in x
-        .chunks_exact(BLOCK)
-        .zip(qs.chunks_exact_mut(BLOCK))
-        .zip(d)
-        .zip(s)
-    {
-        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale = amax / 127.0;
-        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in qb.iter_mut().zip(xb) {
-            let r = nearest_int(v * inv).clamp(-127, 127);
-            *q = r as i8;
-            sum += r;
-        }
-        *d = scale;
-        *s = scale * sum as f32;
-    }
-}
-
-/// Rounds to the nearest integer, ties to even, for `|v| ≤ 2^22` (llama.cpp's `nearest_int`): adding
-/// 1.5·2^23 leaves the rounded integer in the low mantissa bits. Branch-free and vectorizable, unlike
-/// `f32::round`, which is a library call on baseline x86-64. Out-of-range inputs (only from
-/// non-finite activations) give some value that the caller clamps.
-#[inline]
-fn nearest_int(v: f32) -> i32 {
-    ((v + 12_582_912.0).to_bits() & 0x007F_FFFF) as i32 - 0x0040_0000
-}
-
-/// One quantized activation row: `blocks · 32` values, and per block the scale and scaled sum.
-#[derive(Clone, Copy)]
-pub(crate) struct Q8View<'a> {
-    pub(crate) qs: &'a [i8],
-    pub(crate) d: &'a [f32],
-    pub(crate) s: &'a [f32],
 }
 
 /// The activation a row kernel multiplies with.

@@ -455,7 +455,11 @@ fn nearest_int_rounds_like_round_ties_even() {
     for v in [
         0.0f32, 0.5, 1.5, 2.5, -0.5, -1.5, 126.5, -127.0, 127.0, 0.49999997, -63.7, 3.2,
     ] {
-        assert_eq!(super::nearest_int(v), v.round_ties_even() as i32, "{v}");
+        assert_eq!(
+            super::scratch::nearest_int(v),
+            v.round_ties_even() as i32,
+            "{v}"
+        );
     }
 }
 
@@ -539,7 +543,7 @@ fn avx512_activation_quantization_is_bit_identical_to_the_portable_loop() {
     let blocks = x.len() / BLOCK;
     let (mut q1, mut d1, mut s1) = (vec![0i8; x.len()], vec![0f32; blocks], vec![0f32; blocks]);
     let (mut q2, mut d2, mut s2) = (q1.clone(), d1.clone(), s1.clone());
-    quantize_portable(&x, &mut q1, &mut d1, &mut s1);
+    super::scratch::quantize_portable(&x, &mut q1, &mut d1, &mut s1);
     // SAFETY: AVX-512 was detected; the lengths match.
     unsafe { x86_quant::quantize_avx512(&x, &mut q2, &mut d2, &mut s2) };
     assert_eq!(q1, q2);
