@@ -465,10 +465,10 @@ mod probe {
     use super::*;
     use std::time::Instant;
 
-    /// GMAC/s of eight activation rows on one thread, per arithmetic and shape of SmolLM2's
-    /// projections: 64 copies of each Q4_1 matrix (`PROBE_MATS`; 1 for cache-hot weights) and 4 of
-    /// the Q8_0 vocabulary matrix, so that the weights stream from memory as in a decode step; with
-    /// the rate of a plain sequential read of the same bytes for comparison.
+    /// GMAC/s of eight activation rows (`PROBE_N` to change) on one thread, per arithmetic and
+    /// shape of SmolLM2's projections: 64 copies of each Q4_1 matrix (`PROBE_MATS`; 1 for
+    /// cache-hot weights) and 4 of the Q8_0 vocabulary matrix, so that the weights stream from
+    /// memory as in a decode step; with the rate of a plain sequential read of the same bytes.
     #[test]
     #[ignore = "timing probe: cargo test --release -p kiln-llama --lib x8_rate -- --ignored --nocapture"]
     fn x8_rate() {
@@ -510,7 +510,7 @@ mod probe {
                 "read: {:.1} GB/s ({sum})",
                 (256 / copies * mats.len() * bytes.len()) as f64 / t.elapsed().as_secs_f64() / 1e9
             );
-            let n = 8;
+            let n: usize = std::env::var("PROBE_N").map_or(8, |v| v.parse().unwrap());
             let x: Vec<f32> = (0..n * cols)
                 .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.7)
                 .collect();
