@@ -46,8 +46,9 @@ impl Scratch {
     }
 
     /// Prepares `n` activation rows `x` (`n` times the matrix's width) for products with weights
-    /// in `format`, for [`matmul_rows`]: quantized to 8 bits per block for Q4_0, Q4_1 and Q8_0
-    /// (and, on AVX-512, laid out for the eight-row kernel when `n ≥ 8`), reordered for NF4,
+    /// in `format`, for [`matmul_rows`](super::matmul_rows): quantized to 8 bits per block for
+    /// Q4_0, Q4_1 and Q8_0 (and, on AVX-512, laid out for the eight-row kernel when `n ≥ 8`),
+    /// reordered for NF4,
     /// nothing for the float formats (they read `x` itself).
     ///
     /// # Panics

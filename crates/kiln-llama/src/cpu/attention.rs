@@ -411,37 +411,50 @@ mod tests {
             .collect()
     }
 
+    /// The view of `heads` query heads of the last key/value head of `nkv` over `len` positions.
+    fn input<'a, E: KvElem>(
+        q: &'a [f32],
+        kc: &'a [E],
+        vc: &'a [E],
+        (hd, nkv, len, total): (usize, usize, usize, usize),
+    ) -> GroupInput<'a, E> {
+        GroupInput {
+            q,
+            kc,
+            vc,
+            stride: nkv * hd,
+            offset: (nkv - 1) * hd,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            len,
+            total,
+        }
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what} [{i}]: {a} vs {b}"
+            );
+        }
+    }
+
     #[test]
     fn every_instruction_set_matches_the_portable_loops() {
         // Head sizes the AVX-512 path takes (64, 128, 16) and one it leaves to the loops (72);
         // lengths below, at and off multiples of 8 and 16.
         for (hd, heads, nkv) in [(64, 1, 3), (64, 3, 3), (128, 2, 2), (16, 1, 1), (72, 1, 2)] {
             for len in [1, 7, 8, 9, 16, 17, 40, 257] {
-                let stride = nkv * hd;
-                let kc = random(len * stride, 1);
-                let vc = random(len * stride, 2);
+                let kc = random(len * nkv * hd, 1);
+                let vc = random(len * nkv * hd, 2);
                 let q = random(heads * hd, 3);
-                let g = GroupInput {
-                    q: &q,
-                    kc: &kc,
-                    vc: &vc,
-                    stride,
-                    offset: (nkv - 1) * hd,
-                    head_dim: hd,
-                    scale: 1.0 / (hd as f32).sqrt(),
-                    len,
-                    total: len + 3,
-                };
+                let g = input(&q, &kc, &vc, (hd, nkv, len, len + 3));
                 let mut want = vec![0f32; heads * hd];
                 group_attention(&g, &mut vec![0f32; heads * (len + 3)], &mut want);
                 let mut got = vec![f32::NAN; heads * hd];
                 group(&g, &mut vec![0f32; heads * (len + 3)], &mut got);
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                        "hd {hd} heads {heads} len {len} [{i}]: {a} vs {b}"
-                    );
-                }
+                assert_close(&got, &want, &format!("hd {hd} heads {heads} len {len}"));
             }
         }
     }
@@ -450,38 +463,16 @@ mod tests {
     fn f16_cache_matches_the_portable_loops_on_the_same_values() {
         for (hd, heads, nkv) in [(64, 3, 3), (128, 1, 2), (16, 2, 1), (72, 1, 2)] {
             for len in [1, 8, 9, 40, 257] {
-                let stride = nkv * hd;
                 let half = |v: Vec<f32>| v.into_iter().map(f16::from_f32).collect::<Vec<_>>();
-                let (kc, vc) = (half(random(len * stride, 6)), half(random(len * stride, 7)));
+                let kc = half(random(len * nkv * hd, 6));
+                let vc = half(random(len * nkv * hd, 7));
                 let q = random(heads * hd, 8);
-                let g = GroupInput {
-                    q: &q,
-                    kc: &kc,
-                    vc: &vc,
-                    stride,
-                    offset: (nkv - 1) * hd,
-                    head_dim: hd,
-                    scale: 1.0 / (hd as f32).sqrt(),
-                    len,
-                    total: len,
-                };
+                let g = input(&q, &kc, &vc, (hd, nkv, len, len));
                 // The same cache widened to f32: the f16 path must read exactly these values.
-                let (kw, vw): (Vec<f32>, Vec<f32>) = (
-                    kc.iter().map(|v| v.to_f32()).collect(),
-                    vc.iter().map(|v| v.to_f32()).collect(),
-                );
-                let wide = GroupInput {
-                    q: &q,
-                    kc: &kw,
-                    vc: &vw,
-                    stride,
-                    offset: g.offset,
-                    head_dim: hd,
-                    scale: g.scale,
-                    len,
-                    total: len,
-                };
+                let widen = |c: &[f16]| c.iter().map(|v| v.to_f32()).collect::<Vec<_>>();
+                let (kw, vw) = (widen(&kc), widen(&vc));
                 let mut want = vec![0f32; heads * hd];
+                let wide = input(&q, &kw, &vw, (hd, nkv, len, len));
                 group_attention(&wide, &mut vec![0f32; heads * len], &mut want);
                 for fast in [false, true] {
                     let mut got = vec![f32::NAN; heads * hd];
@@ -491,12 +482,8 @@ mod tests {
                     } else {
                         group_attention(&g, &mut scores, &mut got);
                     }
-                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                            "hd {hd} heads {heads} len {len} fast {fast} [{i}]: {a} vs {b}"
-                        );
-                    }
+                    let what = format!("hd {hd} heads {heads} len {len} fast {fast}");
+                    assert_close(&got, &want, &what);
                 }
             }
         }

@@ -78,15 +78,29 @@ pub struct CpuLlama {
     pub(super) activations: Activations,
 }
 
-/// The keys (or values) of every layer of a cache: f32, or f16 for half the memory and the memory
-/// traffic of attention.
+/// The keys and values of every layer of a cache: f32, or f16 for half the memory and the memory
+/// traffic of attention (one precision for both).
 #[derive(Debug, Clone)]
 pub(super) enum KvStore {
-    F32(Vec<Vec<f32>>),
-    F16(Vec<Vec<f16>>),
+    F32 { k: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    F16 { k: Vec<Vec<f16>>, v: Vec<Vec<f16>> },
 }
 
 impl KvStore {
+    /// Empty keys and values for `layers` layers, in the cache precision of `activations`.
+    fn new(activations: Activations, layers: usize) -> Self {
+        match activations {
+            Activations::Exact => KvStore::F32 {
+                k: vec![Vec::new(); layers],
+                v: vec![Vec::new(); layers],
+            },
+            Activations::Int8 => KvStore::F16 {
+                k: vec![Vec::new(); layers],
+                v: vec![Vec::new(); layers],
+            },
+        }
+    }
+
     /// Grows every layer to hold `needed` positions of `width` elements (at least doubling, up to
     /// `max_len` positions, so that a decode loop rarely reallocates).
     fn reserve(&mut self, needed: usize, width: usize, max_len: usize) {
@@ -105,8 +119,14 @@ impl KvStore {
             }
         }
         match self {
-            KvStore::F32(l) => grow(l, 0.0, needed, width, max_len),
-            KvStore::F16(l) => grow(l, f16::ZERO, needed, width, max_len),
+            KvStore::F32 { k, v } => {
+                grow(k, 0.0, needed, width, max_len);
+                grow(v, 0.0, needed, width, max_len);
+            }
+            KvStore::F16 { k, v } => {
+                grow(k, f16::ZERO, needed, width, max_len);
+                grow(v, f16::ZERO, needed, width, max_len);
+            }
         }
     }
 }
@@ -115,8 +135,7 @@ impl KvStore {
 /// forward pass reuses (the decode loop allocates nothing once they have grown).
 #[derive(Debug, Clone)]
 pub struct CpuCache {
-    k: KvStore,
-    v: KvStore,
+    kv: KvStore,
     len: usize,
     max_len: usize,
     work: Work,
@@ -148,15 +167,14 @@ impl CpuCache {
     /// Grows every layer's keys and values to hold `needed` positions of `width` elements (at least
     /// doubling, up to the capacity, so that a decode loop rarely reallocates).
     fn reserve(&mut self, needed: usize, width: usize) {
-        self.k.reserve(needed, width, self.max_len);
-        self.v.reserve(needed, width, self.max_len);
+        self.kv.reserve(needed, width, self.max_len);
     }
 
     /// Whether keys and values are stored as f16 (the cache of [`Activations::Int8`], as
     /// llama.cpp keeps them) rather than f32.
     #[must_use]
     pub fn is_f16(&self) -> bool {
-        matches!(self.k, KvStore::F16(_))
+        matches!(self.kv, KvStore::F16 { .. })
     }
 
     /// A copy of the cached keys and values (without the work buffers), for reuse by another
@@ -164,8 +182,7 @@ impl CpuCache {
     #[must_use]
     pub fn snapshot(&self) -> CpuCache {
         CpuCache {
-            k: self.k.clone(),
-            v: self.v.clone(),
+            kv: self.kv.clone(),
             len: self.len,
             max_len: self.max_len,
             work: Work::default(),
@@ -298,13 +315,8 @@ impl CpuLlama {
     #[must_use]
     pub fn cache_with_capacity(&self, max_len: usize) -> CpuCache {
         let n = self.config.num_hidden_layers;
-        let store = || match self.activations {
-            Activations::Exact => KvStore::F32(vec![Vec::new(); n]),
-            Activations::Int8 => KvStore::F16(vec![Vec::new(); n]),
-        };
         CpuCache {
-            k: store(),
-            v: store(),
+            kv: KvStore::new(self.activations, n),
             len: 0,
             max_len: max_len.min(self.config.max_position_embeddings),
             work: Work::default(),
@@ -380,13 +392,13 @@ impl CpuLlama {
         }
         self.check_ids(ids)?;
         cache.reserve(needed, self.kv_width());
-        let CpuCache { k, v, work, .. } = cache;
+        let CpuCache { kv, work, .. } = cache;
         work.clear();
         work.slots.extend((0..t).map(|i| Slot {
             cache: 0,
             pos: start + i,
         }));
-        work.add_cache(k, v);
+        work.add_cache(kv);
         let probe = probe.map(Mutex::new);
         let spec = PassSpec {
             ids,
@@ -445,8 +457,7 @@ impl CpuLlama {
                 cache: i,
                 pos: cache.len,
             });
-            let CpuCache { k, v, .. } = &mut **cache;
-            w.add_cache(k, v);
+            w.add_cache(&mut cache.kv);
         }
         let spec = PassSpec {
             ids,

@@ -196,25 +196,16 @@ impl Work {
     /// Registers the keys and values of one more cache (index = number registered before), every
     /// layer already grown to hold the pass's positions. Pointers stay valid while the vectors are
     /// neither resized nor dropped, i.e. for the pass.
-    pub(super) fn add_cache(&mut self, k: &mut KvStore, v: &mut KvStore) {
-        match (k, v) {
-            (KvStore::F32(k), KvStore::F32(v)) => {
-                for (k, v) in k.iter_mut().zip(v.iter_mut()) {
-                    self.kv.push(Kv::F32 {
-                        k: Buf::new(k),
-                        v: Buf::new(v),
-                    });
-                }
-            }
-            (KvStore::F16(k), KvStore::F16(v)) => {
-                for (k, v) in k.iter_mut().zip(v.iter_mut()) {
-                    self.kv.push(Kv::F16 {
-                        k: Buf::new(k),
-                        v: Buf::new(v),
-                    });
-                }
-            }
-            _ => unreachable!("keys and values of one cache share a precision"),
+    pub(super) fn add_cache(&mut self, kv: &mut KvStore) {
+        match kv {
+            KvStore::F32 { k, v } => self.kv.extend(k.iter_mut().zip(v).map(|(k, v)| Kv::F32 {
+                k: Buf::new(k),
+                v: Buf::new(v),
+            })),
+            KvStore::F16 { k, v } => self.kv.extend(k.iter_mut().zip(v).map(|(k, v)| Kv::F16 {
+                k: Buf::new(k),
+                v: Buf::new(v),
+            })),
         }
     }
 
