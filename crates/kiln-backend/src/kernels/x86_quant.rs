@@ -12,7 +12,7 @@ use super::BLOCK;
 /// # Safety
 /// The CPU must support AVX-512 F and BW; `x.len()` is a multiple of 32, `qs` as long as `x`, `d`
 /// and `s` one element per block.
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn quantize_avx512(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     let blocks = x.len() / BLOCK;
     assert!(qs.len() == x.len() && d.len() == blocks && s.len() == blocks);

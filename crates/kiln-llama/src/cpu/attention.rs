@@ -121,9 +121,9 @@ pub(super) fn group_attention<E: KvElem>(g: &GroupInput<'_, E>, scores: &mut [f3
 /// softmax, and each head's output accumulated in registers. Others take the portable loops.
 ///
 /// # Safety
-/// The CPU must support AVX-512F, FMA and F16C.
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C (`Isa::Avx512`).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 pub(super) unsafe fn group_avx512<E: KvElem>(
     g: &GroupInput<'_, E>,
     scores: &mut [f32],
@@ -152,9 +152,9 @@ pub(super) unsafe fn group_avx512<E: KvElem>(
 /// [`group_avx512`] for head size `16 · VECS`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F, FMA and F16C; `g.head_dim == 16 · VECS`.
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C (`Isa::Avx512`); `g.head_dim == 16 · VECS`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn group_avx512_n<const VECS: usize, E: KvElem>(
     g: &GroupInput<'_, E>,
     scores: &mut [f32],
@@ -272,7 +272,7 @@ unsafe fn group_avx512_n<const VECS: usize, E: KvElem>(
 /// The horizontal sums of eight vectors.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 fn hsum8(v: [std::arch::x86_64::__m512; 8]) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
     // Halves added: eight 256-bit vectors, then the 8x8 transpose-and-add of two `vhaddps` rounds.
@@ -300,7 +300,7 @@ fn hsum8(v: [std::arch::x86_64::__m512; 8]) -> std::arch::x86_64::__m256 {
 pub(super) fn swiglu_rows(g: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::matmul::isa() == super::matmul::Isa::Avx512 {
-        // SAFETY: AVX-512F was detected (FMA comes with every AVX-512 CPU).
+        // SAFETY: `Isa::Avx512` means every feature the kernel enables was detected.
         unsafe { swiglu_avx512(g, u) };
         return;
     }
@@ -312,9 +312,9 @@ pub(super) fn swiglu_rows(g: &mut [f32], u: &[f32]) {
 /// [`swiglu_rows`] sixteen lanes at a time.
 ///
 /// # Safety
-/// The CPU must support AVX-512F, FMA and F16C.
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C (`Isa::Avx512`).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn swiglu_avx512(g: &mut [f32], u: &[f32]) {
     use std::arch::x86_64::*;
     let n = g.len().min(u.len());
@@ -342,7 +342,7 @@ unsafe fn swiglu_avx512(g: &mut [f32], u: &[f32]) {
 /// range a softmax uses; inputs below -87 give 0 or a subnormal, as `f32::exp` does).
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     let x = _mm512_max_ps(
@@ -385,7 +385,7 @@ pub(super) unsafe fn group_avx2<E: KvElem>(
 /// [`group_attention`] on the best instruction set of this CPU.
 pub(super) fn group<E: KvElem>(g: &GroupInput<'_, E>, scores: &mut [f32], o: &mut [f32]) {
     match super::matmul::isa() {
-        // SAFETY: AVX-512F and FMA were detected.
+        // SAFETY: `Isa::Avx512`: every feature the kernel enables was detected.
         #[cfg(target_arch = "x86_64")]
         super::matmul::Isa::Avx512 => unsafe { group_avx512(g, scores, o) },
         // SAFETY: AVX2 and FMA were detected.
@@ -508,13 +508,13 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_exp_is_close_to_exp() {
-        if !is_x86_feature_detected!("avx512f") {
+        if crate::cpu::matmul::isa() != crate::cpu::matmul::Isa::Avx512 {
             return;
         }
         let xs: Vec<f32> = (0..4096).map(|i| -90.0 + i as f32 * 0.0225).collect();
         for c in xs.chunks_exact(16) {
             let mut out = [0f32; 16];
-            // SAFETY: AVX-512F was detected; `c` and `out` hold 16 floats.
+            // SAFETY: `Isa::Avx512` (every feature `exp16` enables); `c` and `out` hold 16 floats.
             unsafe {
                 use std::arch::x86_64::*;
                 _mm512_storeu_ps(out.as_mut_ptr(), exp16(_mm512_loadu_ps(c.as_ptr())));

@@ -80,19 +80,21 @@ unsafe fn lane(v: __m128, k: i32) -> __m512 {
 }
 
 /// Rows `first..first + out.len() / n` of `y = x Wᵀ` into `out` (`[n, task_rows]` tile).
-/// `xsum` holds the sum of every 32-block of every activation row (`[n, cols / 32]`).
+/// `xsum` holds the sum of every 32-block of every activation row (`[n, cols / 32]`), `xi` the
+/// whole tiles of eight rows laid out by [`super::avx512_x8::interleave`].
 ///
 /// Four blocks per step, their f16 scales (and Q4_1 minimums) converted together. Q4 blocks are
 /// dequantized by table lookup: the 16 values `d·q + m` of a block are one FMA on `0..16`, and
 /// `vpermps` picks each weight's value by its nibble.
 ///
 /// # Safety
-/// The CPU must support AVX-512F and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix and the slices sized as
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix and the slices sized as
 /// described.
-#[target_feature(enable = "avx512f,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 pub(crate) unsafe fn rows(
     w: &QuantMatrix,
     x: &[f32],
+    xi: &[f32],
     xsum: &[f32],
     n: usize,
     first: usize,
@@ -110,19 +112,16 @@ pub(crate) unsafe fn rows(
     for i0 in (0..n).step_by(ACT_TILE) {
         let m = ACT_TILE.min(n - i0);
         if m == ACT_TILE {
-            // SAFETY: as this function's contract (AVX-512BW comes with the VNNI-era cores this
-            // path is selected on: checked below); the tile's activation and output rows.
-            if std::arch::is_x86_feature_detected!("avx512bw") {
-                unsafe {
-                    super::avx512_x8::rows8(
-                        w,
-                        &x[i0 * cols..(i0 + ACT_TILE) * cols],
-                        first,
-                        &mut out[i0 * task_rows..(i0 + ACT_TILE) * task_rows],
-                    );
-                }
-                continue;
+            // SAFETY: as this function's contract; the tile's activation and output rows.
+            unsafe {
+                super::avx512_x8::rows8(
+                    w,
+                    &xi[i0 * cols..(i0 + ACT_TILE) * cols],
+                    first,
+                    &mut out[i0 * task_rows..(i0 + ACT_TILE) * task_rows],
+                );
             }
+            continue;
         }
         for r in 0..task_rows {
             let row = w.row(first + r).as_ptr();
@@ -220,7 +219,7 @@ unsafe fn q4_lookup(p: *const u8, qs: usize, dv: __m512, mv: __m512) -> (__m512,
 ///
 /// # Safety
 /// As [`rows`] with `n == 1`.
-#[target_feature(enable = "avx512f,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, out: &mut [f32]) {
     let (cols, format) = (w.cols(), w.format());
     let bb = format.block_bytes();
@@ -315,7 +314,7 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
 /// # Safety
 /// AVX-512F must be available.
 #[inline]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn reduce8(v: &[__m512; 8]) -> [f32; 8] {
     {
         let h = |z: __m512| {

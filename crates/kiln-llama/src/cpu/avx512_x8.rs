@@ -20,16 +20,32 @@ const Q8_0_KIND: u8 = 2;
 /// Blocks whose scales are widened together.
 const SEG: usize = 64;
 
-/// Rows `first..first + out.len() / 8` of `y = x Wᵀ` for the eight activation rows `x` (`8 ×
-/// cols`) into `out` (`[8, task_rows]`).
+/// Lays each whole tile of eight rows of `x` (`n × cols`) out block by block: in the tile at
+/// `i0·cols`, block `b` of its row `t` at `(b·8 + t)·32`, so that a block's activations are one
+/// run of 1 KiB at fixed offsets (the kernel addresses all of them from one pointer and keeps
+/// its accumulators in registers). A partial last tile is left out.
+pub(super) fn interleave(x: &[f32], n: usize, cols: usize, xi: &mut Vec<f32>) {
+    let blocks = cols / BLOCK;
+    xi.clear();
+    for tile in x[..n / ACT_TILE * ACT_TILE * cols].chunks_exact(ACT_TILE * cols) {
+        for b in 0..blocks {
+            for t in 0..ACT_TILE {
+                xi.extend_from_slice(&tile[t * cols + b * BLOCK..][..BLOCK]);
+            }
+        }
+    }
+}
+
+/// Rows `first..first + out.len() / 8` of `y = x Wᵀ` for a tile of eight activation rows laid
+/// out by [`interleave`] (`xi`, `8 × cols` values) into `out` (`[8, task_rows]`).
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix; `x` holds
-/// eight rows of `w.cols()` values and `out` a multiple of eight values.
-#[target_feature(enable = "avx512f,avx512bw,f16c,fma")]
-pub(super) unsafe fn rows8(w: &QuantMatrix, x: &[f32], first: usize, out: &mut [f32]) {
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix;
+/// `out` holds a multiple of eight values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
+pub(super) unsafe fn rows8(w: &QuantMatrix, xi: &[f32], first: usize, out: &mut [f32]) {
     let task_rows = out.len() / ACT_TILE;
-    assert!(x.len() == ACT_TILE * w.cols() && first + task_rows <= w.rows());
+    assert!(xi.len() == ACT_TILE * w.cols() && first + task_rows <= w.rows());
     let mut r = 0;
     while r < task_rows {
         let pair = r + 2 <= task_rows;
@@ -44,9 +60,9 @@ pub(super) unsafe fn rows8(w: &QuantMatrix, x: &[f32], first: usize, out: &mut [
         // SAFETY: the rows exist (asserted); the format is checked by the match.
         let sums = unsafe {
             match w.format() {
-                WeightFormat::Q4_0 => pair_rows::<Q4_0_KIND>(p, w.cols(), x, ahead),
-                WeightFormat::Q4_1 => pair_rows::<Q4_1_KIND>(p, w.cols(), x, ahead),
-                _ => pair_rows::<Q8_0_KIND>(p, w.cols(), x, ahead),
+                WeightFormat::Q4_0 => pair_rows::<Q4_0_KIND>(p, w.cols(), xi, ahead),
+                WeightFormat::Q4_1 => pair_rows::<Q4_1_KIND>(p, w.cols(), xi, ahead),
+                _ => pair_rows::<Q8_0_KIND>(p, w.cols(), xi, ahead),
             }
         };
         for (k, s) in sums.iter().enumerate().take(if pair { 2 } else { 1 }) {
@@ -64,7 +80,7 @@ pub(super) unsafe fn rows8(w: &QuantMatrix, x: &[f32], first: usize, out: &mut [
 /// # Safety
 /// The blocks are readable; `len ≤ SEG`; F16C and AVX-512F are available.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,f16c,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn widen<const KIND: u8>(
     row: *const u8,
     bb: usize,
@@ -108,7 +124,7 @@ unsafe fn widen<const KIND: u8>(
 /// # Safety
 /// As [`rows8`]; both rows hold `cols / 32` blocks of `KIND`'s format.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,f16c,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 #[allow(clippy::needless_range_loop)] // `k`, `h` and `t` index several arrays at once
 unsafe fn pair_rows<const KIND: u8>(
     rows: [*const u8; 2],
@@ -135,7 +151,6 @@ unsafe fn pair_rows<const KIND: u8>(
     let mut dw = [[0f32; SEG]; 2];
     let mut m = [[0f32; SEG]; 2];
     let xp = x.as_ptr();
-    let per = ahead.len().div_ceil(64).div_ceil(blocks.max(1)) * 64;
     let mut seg0 = 0;
     // SAFETY: block `b < blocks` of each row is `row + b·bb .. + bb`; activation row `t` is
     // `x[t·cols ..][..cols]` (the caller's guarantee).
@@ -146,9 +161,13 @@ unsafe fn pair_rows<const KIND: u8>(
                 widen::<KIND>(rows[k], bb, seg0, len, &mut dw[k], &mut m[k]);
             }
             for (sb, b) in (seg0..seg0 + len).enumerate() {
-                let start = (b * per).min(ahead.len());
-                for off in (start..((b + 1) * per).min(ahead.len())).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T1>(ahead.as_ptr().add(off).cast());
+                // Two lines per block cover the next pair (at most 2·34 bytes per block of
+                // each row): no inner loop, so the block loop keeps its registers.
+                if !ahead.is_empty() {
+                    let last = ahead.len() - 1;
+                    let ap = ahead.as_ptr();
+                    _mm_prefetch::<_MM_HINT_T1>(ap.add((128 * b).min(last)).cast());
+                    _mm_prefetch::<_MM_HINT_T1>(ap.add((128 * b + 64).min(last)).cast());
                 }
                 let mut wv = [[_mm512_setzero_ps(); 2]; 2];
                 for k in 0..2 {
@@ -174,7 +193,7 @@ unsafe fn pair_rows<const KIND: u8>(
                     }
                 }
                 for t in 0..ACT_TILE {
-                    let xb = xp.add(t * cols + b * BLOCK);
+                    let xb = xp.add((b * ACT_TILE + t) * BLOCK);
                     let (x0, x1) = (_mm512_loadu_ps(xb), _mm512_loadu_ps(xb.add(16)));
                     for k in 0..2 {
                         acc[k][t] = _mm512_fmadd_ps(wv[k][0], x0, acc[k][t]);

@@ -115,7 +115,7 @@ pub(crate) fn isa() -> Isa {
     *ISA.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c") {
+            if avx512() {
                 return Isa::Avx512;
             }
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -126,20 +126,34 @@ pub(crate) fn isa() -> Isa {
     })
 }
 
+/// Whether this CPU has every feature the AVX-512 kernels enable: F, BW and VL (VL also lets the
+/// compiler use all 32 vector registers in code that mixes 128-bit and 512-bit operations), FMA
+/// and F16C.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_rows(
     isa: Isa,
     w: &QuantMatrix,
     x: &[f32],
+    xi: &[f32],
     xsum: &[f32],
     n: usize,
     first: usize,
     out: &mut [f32],
 ) {
     match isa {
-        // SAFETY: AVX-512F and F16C were detected; `w` is a block format (checked by `matmul_exact`) and the
+        // SAFETY: `Isa::Avx512`: every feature the kernel enables was detected; `w` is a block format (checked by `matmul_exact`) and the
         // slices are sized by it.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { super::avx512::rows(w, x, xsum, n, first, out) },
+        Isa::Avx512 => unsafe { super::avx512::rows(w, x, xi, xsum, n, first, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { rows_avx2(w, x, n, first, out) },
@@ -268,6 +282,8 @@ pub(crate) fn mode(format: WeightFormat, n: usize, int8: bool) -> Mode {
 pub(crate) struct RowBufs {
     scratch: Scratch,
     xsum: Vec<f32>,
+    /// Whole tiles of eight activation rows, block-interleaved for the AVX-512 eight-row kernel.
+    xi: Vec<f32>,
     tmp: Vec<f32>,
     tile: Vec<f32>,
     /// The instruction set of the exact kernels (tests force each one; `None`: the best).
@@ -283,6 +299,10 @@ impl RowBufs {
                 self.xsum.clear();
                 self.xsum
                     .extend(x.chunks_exact(BLOCK).map(|b| b.iter().sum::<f32>()));
+                #[cfg(target_arch = "x86_64")]
+                if n >= ACT_TILE && self.isa.unwrap_or_else(isa) == Isa::Avx512 {
+                    super::avx512_x8::interleave(x, n, x.len() / n, &mut self.xi);
+                }
             }
             Mode::Gemm => {}
         }
@@ -351,10 +371,28 @@ impl RowBufs {
                     let r = ROWS_PER_TASK.min(rows.end - r0);
                     let off = r0 - rows.start;
                     if n == 1 {
-                        run_rows(isa, w, x, &self.xsum, 1, r0, &mut dst(0)[off..off + r]);
+                        run_rows(
+                            isa,
+                            w,
+                            x,
+                            &self.xi,
+                            &self.xsum,
+                            1,
+                            r0,
+                            &mut dst(0)[off..off + r],
+                        );
                     } else {
                         self.tmp.resize(n * r, 0.0);
-                        run_rows(isa, w, x, &self.xsum, n, r0, &mut self.tmp[..n * r]);
+                        run_rows(
+                            isa,
+                            w,
+                            x,
+                            &self.xi,
+                            &self.xsum,
+                            n,
+                            r0,
+                            &mut self.tmp[..n * r],
+                        );
                         for j in 0..n {
                             dst(j)[off..off + r].copy_from_slice(&self.tmp[j * r..(j + 1) * r]);
                         }
@@ -389,7 +427,7 @@ mod tests {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 v.push(Isa::Avx2);
             }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("f16c") {
+            if avx512() {
                 v.push(Isa::Avx512);
             }
         }
