@@ -217,8 +217,9 @@ const SEG: usize = 64;
 /// multiple of 16.
 ///
 /// # Safety
-/// The rows must hold those blocks; `len ≤ SEG`; `d` and `m` must be valid for writes of `4·SEG`
-/// floats; F16C and AVX-512F must be available.
+/// The rows must hold those blocks and lie in one allocation within 2 GiB of `rows[0]`;
+/// `len ≤ SEG`; `d` and `m` must be valid for writes of `4·SEG` floats; F16C and AVX-512F must be
+/// available.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn widen<const KIND: u8>(
@@ -229,33 +230,56 @@ unsafe fn widen<const KIND: u8>(
     d: *mut f32,
     m: *mut f32,
 ) {
-    // Not zeroed up front (this runs once per pass): only the converted part is written.
-    let mut dh = MaybeUninit::<[u16; 4 * SEG]>::uninit();
-    let mut mh = MaybeUninit::<[u16; 4 * SEG]>::uninit();
-    let (dh, mh) = (dh.as_mut_ptr().cast::<u16>(), mh.as_mut_ptr().cast::<u16>());
+    // One gather per sixteen (block, row) pairs of the first four bytes of each block: `d` in the
+    // low half of a 32-bit lane, Q4_1's `m` in the high half. (Scalar stores into an array read
+    // back as vectors stalled on store forwarding, a few hundred cycles per pass.) Lane `4b + k`
+    // reads row `k`'s block `b`: offsets from row 0, whatever the rows' spacing.
+    let base = rows[0];
+    let row_off = _mm512_setr_epi32(
+        0,
+        rows[1].addr().wrapping_sub(base.addr()) as i32,
+        rows[2].addr().wrapping_sub(base.addr()) as i32,
+        rows[3].addr().wrapping_sub(base.addr()) as i32,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    );
+    // Lane 4b + k: row k's offset + b blocks.
+    let lane_off = _mm512_add_epi32(
+        _mm512_permutexvar_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3),
+            row_off,
+        ),
+        _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+            _mm512_set1_epi32(bb as i32),
+        ),
+    );
     let vectors = (4 * len).div_ceil(16);
-    // SAFETY: the caller guarantees the blocks are readable (reads are unaligned); every index
-    // below is under `16 · vectors ≤ 4·SEG`, and the vector loads read only elements written
-    // before (the tail past `4·len` is zeroed).
+    // SAFETY: the caller guarantees the blocks are readable (masked-off lanes are not read) and
+    // room for `16 · vectors ≤ 4·SEG` floats in `d` and `m`.
     unsafe {
-        // Row by row: the rows of a pass are consecutive in memory, so this reads them in
-        // address order, which the hardware prefetcher follows.
-        for (k, r) in rows.iter().enumerate() {
-            for b in 0..len {
-                let p = r.add((b0 + b) * bb);
-                *dh.add(4 * b + k) = p.cast::<u16>().read_unaligned();
-                if KIND == Q4_1_KIND {
-                    *mh.add(4 * b + k) = p.add(2).cast::<u16>().read_unaligned();
-                }
-            }
-        }
-        dh.add(4 * len).write_bytes(0, 16 * vectors - 4 * len);
-        mh.add(4 * len).write_bytes(0, 16 * vectors - 4 * len);
         for c in 0..vectors {
-            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.add(16 * c).cast()));
-            _mm512_storeu_ps(d.add(16 * c), dv);
+            let n = (4 * len - 16 * c).min(16);
+            let mask = (((1u32 << n) - 1) & 0xFFFF) as u16;
+            let g = _mm512_mask_i32gather_epi32::<1>(
+                _mm512_setzero_si512(),
+                mask,
+                lane_off,
+                base.add((b0 + 4 * c) * bb).cast(),
+            );
+            _mm512_storeu_ps(d.add(16 * c), _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
             if KIND == Q4_1_KIND {
-                let mv = _mm512_cvtph_ps(_mm256_loadu_si256(mh.add(16 * c).cast()));
+                let mv = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(g)));
                 _mm512_storeu_ps(m.add(16 * c), mv);
             }
         }
