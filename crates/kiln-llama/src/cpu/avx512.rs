@@ -282,7 +282,7 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
                         let mut dm = [0f32; 4];
                         _mm_storeu_ps(dm.as_mut_ptr(), d4);
                         let low = _mm512_set1_epi32(0x0F);
-                        for k in 0..4 {
+                        for (k, &dk) in dm.iter().enumerate() {
                             let q = p.add(k * bb + qs);
                             let v = _mm512_shuffle_epi8(
                                 _mm512_broadcast_i32x4(_mm_loadu_si128(q.cast())),
@@ -297,7 +297,7 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
                                 _mm512_mul_ps(lo, _mm512_loadu_ps(xb)),
                             );
                             let a = k & 1;
-                            acc[a] = _mm512_fmadd_ps(part, _mm512_set1_ps(dm[k]), acc[a]);
+                            acc[a] = _mm512_fmadd_ps(part, _mm512_set1_ps(dk), acc[a]);
                         }
                         off4 = _mm_fmadd_ps(m4, _mm_loadu_ps(xsum.as_ptr().add(b)), off4);
                     }
