@@ -88,8 +88,8 @@ unsafe fn lane(v: __m128, k: i32) -> __m512 {
 /// `vpermps` picks each weight's value by its nibble.
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW/VL, FMA and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix and the slices sized as
-/// described.
+/// The CPU must support AVX-512F/BW/VL, FMA and F16C; `w` must be a Q4_0, Q4_1 or Q8_0 matrix
+/// and the slices sized as described.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 pub(crate) unsafe fn rows(
     w: &QuantMatrix,
@@ -316,7 +316,7 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
         );
         offs[r % 8] = off;
         if r % 8 == 7 {
-            // SAFETY: AVX-512F is enabled for this function.
+            // SAFETY: this function enables the same features.
             let sums = unsafe { reduce8(&pending) };
             for (k, o) in out[r - 7..=r].iter_mut().enumerate() {
                 *o = sums[k] + offs[k];
@@ -333,7 +333,7 @@ unsafe fn rows_single(w: &QuantMatrix, x: &[f32], xsum: &[f32], first: usize, ou
 /// and one lane exchange instead of eight separate reductions).
 ///
 /// # Safety
-/// AVX-512F must be available.
+/// AVX-512F/BW/VL, FMA and F16C must be available.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn reduce8(v: &[__m512; 8]) -> [f32; 8] {
