@@ -89,30 +89,53 @@ unsafe fn widen<const KIND: u8>(
     d: &mut [f32; SEG],
     m: &mut [f32; SEG],
 ) {
-    let mut dh = [0u16; SEG];
-    let mut mh = [0u16; SEG];
-    // SAFETY: the caller guarantees the blocks; the vector loads and stores stay in the arrays.
-    unsafe {
-        for b in 0..len {
-            let p = row.add((b0 + b) * bb);
-            dh[b] = p.cast::<u16>().read_unaligned();
-            if KIND == Q4_1_KIND {
-                mh[b] = p.add(2).cast::<u16>().read_unaligned();
+    if KIND == Q8_0_KIND {
+        // Scalar loads of `d` into an array, then converted sixteen at a time: for Q8_0's
+        // 34-byte blocks this measured faster than the gather below.
+        let mut dh = [0u16; SEG];
+        // SAFETY: the caller guarantees the blocks; the vector loads and stores stay in the
+        // arrays.
+        unsafe {
+            for (b, h) in dh.iter_mut().enumerate().take(len) {
+                *h = row.add((b0 + b) * bb).cast::<u16>().read_unaligned();
+            }
+            for c in 0..len.div_ceil(16) {
+                let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.as_ptr().add(16 * c).cast()));
+                _mm512_storeu_ps(d.as_mut_ptr().add(16 * c), dv);
             }
         }
+        return;
+    }
+    // Q4: one gather of the first four bytes of sixteen blocks, `d` in the low half of each
+    // 32-bit lane, Q4_1's `m` in the high half (scalar stores read back as vectors stall on store
+    // forwarding: the gather is 3-10 % faster on the eight-row product).
+    let lanes = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(bb as i32),
+    );
+    // SAFETY: the caller guarantees the blocks; masked-off lanes are not read; the stores stay in
+    // the arrays (`len ≤ SEG`).
+    unsafe {
         for c in 0..len.div_ceil(16) {
-            let dv = _mm512_cvtph_ps(_mm256_loadu_si256(dh.as_ptr().add(16 * c).cast()));
+            let n = (len - 16 * c).min(16);
+            let mask = (((1u32 << n) - 1) & 0xFFFF) as u16;
+            let g = _mm512_mask_i32gather_epi32::<1>(
+                _mm512_setzero_si512(),
+                mask,
+                lanes,
+                row.add((b0 + 16 * c) * bb).cast(),
+            );
+            let dv = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
             _mm512_storeu_ps(d.as_mut_ptr().add(16 * c), dv);
             match KIND {
                 Q4_1_KIND => _mm512_storeu_ps(
                     m.as_mut_ptr().add(16 * c),
-                    _mm512_cvtph_ps(_mm256_loadu_si256(mh.as_ptr().add(16 * c).cast())),
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(g))),
                 ),
-                Q4_0_KIND => _mm512_storeu_ps(
+                _ => _mm512_storeu_ps(
                     m.as_mut_ptr().add(16 * c),
                     _mm512_mul_ps(dv, _mm512_set1_ps(-8.0)),
                 ),
-                _ => {}
             }
         }
     }
