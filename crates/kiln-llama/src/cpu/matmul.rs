@@ -150,8 +150,8 @@ fn run_rows(
     out: &mut [f32],
 ) {
     match isa {
-        // SAFETY: `Isa::Avx512`: every feature the kernel enables was detected; `w` is a block format (checked by `matmul_exact`) and the
-        // slices are sized by it.
+        // SAFETY: `Isa::Avx512`: every feature the kernel enables was detected; `w` is a block
+        // format (checked by `matmul_exact`) and the slices are sized by it.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { super::avx512::rows(w, x, xi, xsum, n, first, out) },
         // SAFETY: as above.
