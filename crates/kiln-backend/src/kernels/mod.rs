@@ -12,14 +12,14 @@
 //!   offsets of Q4_0/Q8_0 cost one multiply per block), then each weight block is dotted with an
 //!   activation block in integer arithmetic: AVX-512 VNNI `vpdpbusd` over two blocks per instruction,
 //!   AVX2 `vpmaddubsw`, or a portable scalar loop (the SIMD loops take four blocks per step and
-//!   convert and multiply their f16 scales four at a time). [`matmul`] on AVX-512 takes the
-//!   activation rows eight at a time: each 32-bit lane of its accumulators is one (weight row,
-//!   activation row) pair (four weight rows per vector against four activation rows, paired by
-//!   rotating the blocks' four-element chunks), so a block's scales are applied to sixteen pairs
-//!   per instruction; leftover rows go four at a time through the single-row kernel's arithmetic
-//!   (bit-identical to [`matvec`] per row), and the rows of a group of eight differ from it only
-//!   by summation order. The result differs from `W·x` in f32 by the
-//!   activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
+//!   convert and multiply their f16 scales four at a time). [`matmul`] and [`matmul_rows`] with two
+//!   or more activation rows on AVX-512 read a second copy of the weights, repacked once per matrix
+//!   (on first use; see [`QuantMatrix::packed_bytes`]) into groups of sixteen rows whose blocks'
+//!   four-byte chunks lie side by side: one vector of weights against an activation row's chunk
+//!   broadcast from memory gives sixteen rows' partial dot products, and each block's sixteen scales
+//!   are applied per activation row with one multiply and one fused multiply-add. Those products
+//!   differ from [`matvec`]'s only by summation order. The result differs from `W·x` in f32 by
+//!   the activation rounding: `|error| ≤ √32/254 · ‖x‖ · ‖w_row‖` (each element moves by at most half a
 //!   step `d/2 = max|x_block|/254`; Cauchy–Schwarz), typically a small fraction of that.
 //! - **F16, BF16, F32**: the weights are widened to f32 (F16C / AVX-512 conversions) and multiplied
 //!   with fused multiply-adds in f32.
@@ -64,7 +64,7 @@ mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
-mod x86_group;
+mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_quant;
 
@@ -202,6 +202,9 @@ pub struct QuantMatrix {
     cols: usize,
     row_bytes: usize,
     data: Storage,
+    /// The copy repacked for the AVX-512 several-row kernel, made on first use (shared by clones).
+    #[cfg(target_arch = "x86_64")]
+    packed: Arc<OnceLock<x86_packed::Packed>>,
 }
 
 impl fmt::Debug for QuantMatrix {
@@ -257,6 +260,8 @@ impl QuantMatrix {
             cols,
             row_bytes,
             data: Storage::Owned(data),
+            #[cfg(target_arch = "x86_64")]
+            packed: Arc::default(),
         })
     }
 
@@ -291,6 +296,8 @@ impl QuantMatrix {
                 start: range.start,
                 end: range.end,
             },
+            #[cfg(target_arch = "x86_64")]
+            packed: Arc::default(),
         })
     }
 
@@ -325,6 +332,26 @@ impl QuantMatrix {
             Storage::Owned(b) => b,
             Storage::Shared { owner, start, end } => &(**owner).as_ref()[*start..*end],
         }
+    }
+
+    /// Heap bytes of the second, repacked copy of the weights that products with two or more
+    /// activation rows on AVX-512 read (Q4_0, Q4_1, Q8_0): the matrix's size again (up to padding
+    /// to groups of sixteen rows), made by the first such product and kept, shared by clones, for
+    /// the matrix's lifetime. Zero before that, and for other formats and CPUs.
+    #[must_use]
+    pub fn packed_bytes(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = self.packed.get() {
+            return p.len_bytes();
+        }
+        0
+    }
+
+    /// The repacked copy (see [`Self::packed_bytes`]), made now if it was not yet.
+    #[cfg(target_arch = "x86_64")]
+    fn packed(&self) -> &x86_packed::Packed {
+        self.packed
+            .get_or_init(|| x86_packed::pack(self.format, self.bytes(), self.rows, self.row_bytes))
     }
 
     /// The bytes of row `r`.
@@ -663,15 +690,14 @@ pub unsafe fn matmul_rows_strided(
         );
     }
     let ptr = SharedOut(out);
-    // Whole groups of eight activation rows on AVX-512 go through the eight-row kernel in one
-    // call (it walks the rows in passes and prefetches ahead itself); other cases in chunks of
-    // rows that stay in cache while every activation row passes over them.
-    let step =
-        if path == SimdPath::Avx512 && w.format.is_quantized() && n.is_multiple_of(8) && n > 0 {
-            rows.len().max(1)
-        } else {
-            MATMUL_ROWS_PER_TASK
-        };
+    // Two or more activation rows on AVX-512 go through the packed kernel in one call (it walks the
+    // rows' groups itself); other cases in chunks of rows that stay in cache while every
+    // activation row passes over them.
+    let step = if packed_path(path, w.format, n) {
+        rows.len().max(1)
+    } else {
+        MATMUL_ROWS_PER_TASK
+    };
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = (r0 + step).min(rows.end);
@@ -734,36 +760,14 @@ unsafe fn chunk(
     let dst = |j: usize| unsafe {
         std::slice::from_raw_parts_mut(out.get().add(j * stride + col0), r1 - r0)
     };
+    #[cfg(target_arch = "x86_64")]
+    if packed_path(path, w.format, n) {
+        // SAFETY: the caller's guarantees (AVX-512 F/BW/VL/VNNI, F16C and FMA come with the path).
+        unsafe { packed_rows(w, n, scratch, rows, out, stride, col0) };
+        return;
+    }
     #[allow(unused_mut)]
     let mut first = 0;
-    #[cfg(target_arch = "x86_64")]
-    if path == SimdPath::Avx512
-        && quantized
-        && scratch.il.len() == n / x86_group::GROUP * blocks * x86_group::GROUP_BLOCK_BYTES
-    {
-        let (gb, gs) = (
-            blocks * x86_group::GROUP_BLOCK_BYTES,
-            blocks * x86_group::GROUP_BLOCK_SCALES,
-        );
-        while first + x86_group::GROUP <= n {
-            let g = first / x86_group::GROUP;
-            let mut outs: [&mut [f32]; x86_group::GROUP] = std::array::from_fn(|t| dst(first + t));
-            // SAFETY: the caller guarantees AVX-512 F/BW/VL/VNNI; `il` and `sc` hold `n / 8` groups
-            // of `blocks` blocks from `interleave8` (length checked above).
-            unsafe {
-                x86_group::rows_avx512_x8(
-                    w.format,
-                    &w.bytes()[r0 * rb..(r1 + x86_group::AHEAD_ROWS).min(w.rows) * rb],
-                    r1 - r0,
-                    rb,
-                    &scratch.il[g * gb..(g + 1) * gb],
-                    &scratch.sc[g * gs..(g + 1) * gs],
-                    &mut outs,
-                );
-            }
-            first += x86_group::GROUP;
-        }
-    }
     #[cfg(target_arch = "x86_64")]
     if path == SimdPath::Avx512 && quantized {
         while first + x86::TILE <= n {
@@ -790,6 +794,78 @@ unsafe fn chunk(
     }
     for j in first..n {
         rows_kernel(path, w.format, wc, rb, input(j), dst(j));
+    }
+}
+
+/// Whether products of `n` activation rows with weights in `format` on `path` go through the
+/// packed kernel.
+fn packed_path(path: SimdPath, format: WeightFormat, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512 && n >= x86_packed::MIN_ACTS && x86_packed::covers(format) {
+        return true;
+    }
+    let _ = (path, format, n);
+    false
+}
+
+/// [`chunk`] through the packed kernel: each group of sixteen weight rows that meets `rows` is
+/// computed for every activation row (eight at a time) while it stays in L1, and the products of
+/// the rows inside `rows` are stored.
+///
+/// # Safety
+/// As [`chunk`], on the packed path (see [`packed_path`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn packed_rows(
+    w: &QuantMatrix,
+    n: usize,
+    scratch: &Scratch,
+    rows: Range<usize>,
+    out: SharedOut,
+    stride: usize,
+    col0: usize,
+) {
+    use x86_packed::{GROUP_ROWS, MAX_ACTS};
+    let packed = w.packed();
+    let blocks = w.cols / BLOCK;
+    let mut sums = [[0f32; GROUP_ROWS]; MAX_ACTS];
+    for g in rows.start / GROUP_ROWS..rows.end.div_ceil(GROUP_ROWS) {
+        let (lo, hi) = (
+            (g * GROUP_ROWS).max(rows.start),
+            ((g + 1) * GROUP_ROWS).min(rows.end),
+        );
+        let mut j = 0;
+        while j < n {
+            let take = (n - j).min(MAX_ACTS);
+            let acts = scratch.acts(j, take, blocks);
+            let s = &mut sums[..take];
+            // SAFETY: the caller's CPU features.
+            unsafe {
+                match take {
+                    1 => x86_packed::group::<1>(w.format, packed, g, acts, s),
+                    2 => x86_packed::group::<2>(w.format, packed, g, acts, s),
+                    3 => x86_packed::group::<3>(w.format, packed, g, acts, s),
+                    4 => x86_packed::group::<4>(w.format, packed, g, acts, s),
+                    5 => x86_packed::group::<5>(w.format, packed, g, acts, s),
+                    6 => x86_packed::group::<6>(w.format, packed, g, acts, s),
+                    7 => x86_packed::group::<7>(w.format, packed, g, acts, s),
+                    _ => x86_packed::group::<8>(w.format, packed, g, acts, s),
+                }
+            }
+            for (t, row) in sums[..take].iter().enumerate() {
+                let src = &row[lo - g * GROUP_ROWS..hi - g * GROUP_ROWS];
+                // SAFETY: the caller guarantees that row `j + t`'s columns
+                // `col0 .. col0 + rows.len()` at `out + (j + t) · stride` are ours; these are
+                // columns `col0 + lo - rows.start ..` of them.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        out.get().add((j + t) * stride + col0 + lo - rows.start),
+                        src.len(),
+                    );
+                }
+            }
+            j += take;
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! The activations as the quantized kernels consume them: [`Scratch`] (8-bit blocks, the NF4 order,
-//! the eight-row kernel's interleaved layout) and the quantization itself.
+//! the packed kernel's offset terms) and the quantization itself.
 
 use super::{BLOCK, WeightFormat, nf4};
 #[cfg(target_arch = "x86_64")]
-use super::{SimdPath, x86_group, x86_quant};
+use super::{SimdPath, x86_packed, x86_quant};
 
 /// Activations quantized to 8 bits per 32-element block, as the quantized kernels consume them.
 ///
@@ -18,10 +18,9 @@ pub struct Scratch {
     s: Vec<f32>,
     /// f32 activations in the NF4 kernels' order (see `nf4::deinterleave`).
     pub(super) xf: Vec<f32>,
-    /// Groups of eight quantized rows interleaved for the AVX-512 eight-row kernel, and their
-    /// scales (see `x86_group::interleave8`); empty when unused.
-    pub(super) il: Vec<i8>,
-    pub(super) sc: Vec<f32>,
+    /// Per block: the integer offset term `-o · Σq` of the packed kernel (`o` = 8 for Q4_0, 128
+    /// for Q8_0); empty when unused.
+    pub(super) off: Vec<i32>,
 }
 
 impl Scratch {
@@ -40,34 +39,35 @@ impl Scratch {
             d: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
             xf: Vec::new(),
-            il: Vec::new(),
-            sc: Vec::new(),
+            off: Vec::new(),
         }
     }
 
     /// Prepares `n` activation rows `x` (`n` times the matrix's width) for products with weights
     /// in `format`, for [`matmul_rows`](super::matmul_rows): quantized to 8 bits per block for
-    /// Q4_0, Q4_1 and Q8_0 (and, on AVX-512, laid out for the eight-row kernel when `n ≥ 8`),
-    /// reordered for NF4,
-    /// nothing for the float formats (they read `x` itself).
+    /// Q4_0, Q4_1 and Q8_0 (with, on AVX-512 and `n ≥ 2`, the blocks' integer offset terms for the
+    /// packed kernel), reordered for NF4, nothing for the float formats (they read `x` itself).
     ///
     /// # Panics
     /// When `x.len()` is not a multiple of `n` or a row is not a whole number of 32-blocks.
     pub fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize) {
         if format.is_quantized() {
             self.quantize(x);
-            self.il.clear();
-            self.sc.clear();
+            self.off.clear();
             #[cfg(target_arch = "x86_64")]
-            if n >= x86_group::GROUP && SimdPath::detect() == SimdPath::Avx512 {
-                assert!(x.len().is_multiple_of(n), "prepare: x.len() is not n rows");
-                let blocks = x.len() / n / BLOCK;
-                let (mut il, mut sc) = (std::mem::take(&mut self.il), std::mem::take(&mut self.sc));
-                for g in 0..n / x86_group::GROUP {
-                    let rows = std::array::from_fn(|t| self.view(g * x86_group::GROUP + t, blocks));
-                    x86_group::interleave8(&rows, &mut il, &mut sc);
+            if n >= x86_packed::MIN_ACTS && SimdPath::detect() == SimdPath::Avx512 {
+                let o = match format {
+                    WeightFormat::Q4_0 => 8,
+                    WeightFormat::Q8_0 => 128,
+                    _ => 0,
+                };
+                if o != 0 {
+                    self.off.extend(
+                        self.qs
+                            .chunks_exact(BLOCK)
+                            .map(|b| -o * b.iter().map(|&q| i32::from(q)).sum::<i32>()),
+                    );
                 }
-                (self.il, self.sc) = (il, sc);
             }
         } else if format == WeightFormat::Nf4 {
             nf4::deinterleave(x, &mut self.xf);
@@ -88,6 +88,18 @@ impl Scratch {
             return;
         }
         quantize_portable(x, &mut self.qs, &mut self.d, &mut self.s);
+    }
+
+    /// Activation rows `j..j + take` for the packed kernel (`blocks` blocks per row).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn acts(&self, j: usize, take: usize, blocks: usize) -> x86_packed::Acts<'_> {
+        let (b0, b1) = (j * blocks, (j + take) * blocks);
+        x86_packed::Acts {
+            qs: &self.qs[b0 * BLOCK..b1 * BLOCK],
+            d: &self.d[b0..b1],
+            s: &self.s[b0..b1],
+            off: self.off.get(b0..b1).unwrap_or(&[]),
+        }
     }
 
     #[inline]
