@@ -209,7 +209,7 @@ fn int8_activations_stay_close_to_exact_decode() {
 
 /// The CPU engine's thread team splits each step into chunks by the team's size; the logits must
 /// not depend on it. A 20-token prefill (the GEMM path), three decode steps and a batch step of
-/// eight sequences (the eight-row kernel), with 1, 3 and 7 threads, exact and int8 activations:
+/// eight sequences (the packed several-row kernels), with 1, 3 and 7 threads, exact and int8 activations:
 /// bit-identical. (Every output element is computed the same way whatever chunk holds it, and
 /// prefill chunks have a fixed size. Int8 decode would show any difference loudly: a change of
 /// 1e-5 in the prefill's keys flips activation roundings and moved its logits by 0.8.)

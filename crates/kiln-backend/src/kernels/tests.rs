@@ -589,3 +589,95 @@ fn packed_rate() {
         println!("{line} GMAC/s");
     }
 }
+
+/// The f32-activation packed path against the f64 reference, within the f32 rounding bound of the
+/// sums it forms: per block `Σ q'·x` (`q'` the quant as multiplied: `q - 8` for Q4_0, `q` for Q4_1
+/// and Q8_0), scaled by `d`, plus Q4_1's `m·Σx`; the bound is `cols · ε_f32 · Σ_b (|d_b|·Σ|q'·x| +
+/// |m_b|·Σ|x|)`, the textbook bound of a recursive sum over those terms. Uneven row ranges, every
+/// count of activation rows from 2 to 17.
+#[test]
+fn packed_f32_matches_the_reference() {
+    let mut rng = StdRng::seed_from_u64(31);
+    for format in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+        for (rows, cols) in [(577, 576), (19, 224), (7, 32), (40, 1536)] {
+            let w = random_matrix(&mut rng, format, rows, cols);
+            let blocks = cols / BLOCK;
+            let bb = format.block_bytes();
+            let f16 = |b: &[u8]| f64::from(half::f16::from_le_bytes([b[0], b[1]]).to_f32());
+            for n in (2..=9).chain([12, 17]) {
+                if !packed_for(format, n) {
+                    continue;
+                }
+                let x = random_x(&mut rng, n * cols);
+                let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
+                let mut y = vec![f32::NAN; n * rows];
+                for range in [0..rows / 3, rows / 3..rows / 3 + 1, rows / 3 + 1..rows] {
+                    // SAFETY: every written element is inside `y`, which nothing else touches.
+                    unsafe {
+                        matmul_rows_f32_strided(
+                            &w,
+                            &x,
+                            &xsum,
+                            n,
+                            range.clone(),
+                            y.as_mut_ptr(),
+                            rows,
+                            range.start,
+                        );
+                    }
+                }
+                for j in 0..n {
+                    let xj = &x[j * cols..(j + 1) * cols];
+                    let r = reference(&w, xj);
+                    for i in 0..rows {
+                        let row = w.row(i);
+                        let mut mag = 0.0f64;
+                        for b in 0..blocks {
+                            let blk = &row[b * bb..(b + 1) * bb];
+                            let xb = &xj[b * BLOCK..(b + 1) * BLOCK];
+                            let q: Vec<f64> = match format {
+                                WeightFormat::Q8_0 => {
+                                    blk[2..].iter().map(|&v| f64::from(v as i8)).collect()
+                                }
+                                _ => {
+                                    let qs = &blk[bb - 16..];
+                                    let off = if format == WeightFormat::Q4_0 {
+                                        8.0
+                                    } else {
+                                        0.0
+                                    };
+                                    (0..BLOCK)
+                                        .map(|e| {
+                                            let v =
+                                                if e < 16 { qs[e] & 15 } else { qs[e - 16] >> 4 };
+                                            f64::from(v) - off
+                                        })
+                                        .collect()
+                                }
+                            };
+                            let qx: f64 = q
+                                .iter()
+                                .zip(xb)
+                                .map(|(q, &v)| (q * f64::from(v)).abs())
+                                .sum();
+                            mag += f16(blk).abs() * qx;
+                            if format == WeightFormat::Q4_1 {
+                                let ax: f64 = xb.iter().map(|&v| f64::from(v).abs()).sum();
+                                mag += f16(&blk[2..]).abs() * ax;
+                            }
+                        }
+                        let bound = cols as f64 * f64::from(f32::EPSILON) * mag;
+                        let err = (f64::from(y[j * rows + i]) - r.y[i]).abs();
+                        assert!(
+                            err <= bound,
+                            "{format} {rows}x{cols} n={n} activation row {j}, row {i}: {} vs {} \
+                             (err {err:e} > {bound:e})",
+                            y[j * rows + i],
+                            r.y[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -302,3 +302,171 @@ unsafe fn blocks_loop<const KIND: u8, const N: usize>(
     }
     acc
 }
+
+/// `out[j][i] = row_(16g + i) · x_j` for packed group `g` and the `N` f32 activation rows of `x`
+/// (`N · cols` values; `xsum` holds every 32-block's sum, `N · blocks` values), with no rounding of
+/// the activations: per block, `Σ q·x` in f32 fused multiply-adds (each quant looked up as a float
+/// by `vpermps` or sign-extended), then scaled by `d` once, with Q4_1's `m·Σx` through the block
+/// sums. Rows past the matrix's end give zeros.
+///
+/// # Panics
+/// When `g` is not a group of `w`, or `x`, `xsum` or `out` are too short for `N` rows.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL, FMA and F16C.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+pub(super) unsafe fn group_f32<const N: usize>(
+    format: WeightFormat,
+    w: &Packed,
+    g: usize,
+    x: &[f32],
+    xsum: &[f32],
+    out: &mut [[f32; GROUP_ROWS]],
+) {
+    assert!(out.len() >= N, "packed kernel: outputs");
+    let blocks = w.blocks;
+    let bytes = w.bytes();
+    let size = blocks * w.block_bytes;
+    let span = &bytes[g * size..(g + 1) * size];
+    let ahead = bytes.get((g + 1) * size..(g + 2) * size).unwrap_or(&[]);
+    assert!(
+        x.len() >= N * blocks * BLOCK && xsum.len() >= N * blocks,
+        "packed kernel: activations"
+    );
+    let bb = w.block_bytes;
+    // SAFETY (each arm): the sizes asserted above; the caller's CPU features.
+    let acc = match format {
+        WeightFormat::Q4_0 => unsafe { f32_loop::<Q4_0_KIND, N>(span, ahead, bb, blocks, x, xsum) },
+        WeightFormat::Q4_1 => unsafe { f32_loop::<Q4_1_KIND, N>(span, ahead, bb, blocks, x, xsum) },
+        WeightFormat::Q8_0 => unsafe { f32_loop::<Q8_0_KIND, N>(span, ahead, bb, blocks, x, xsum) },
+        other => panic!("packed kernel: {other} is not packed"),
+    };
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+    }
+}
+
+/// `v` shifted right by `s` bits in every 32-bit lane (`s` a multiple of 4 below 32).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+fn shift(v: __m512i, s: u32) -> __m512i {
+    match s {
+        0 => v,
+        4 => _mm512_srli_epi32::<4>(v),
+        8 => _mm512_srli_epi32::<8>(v),
+        12 => _mm512_srli_epi32::<12>(v),
+        16 => _mm512_srli_epi32::<16>(v),
+        20 => _mm512_srli_epi32::<20>(v),
+        24 => _mm512_srli_epi32::<24>(v),
+        _ => _mm512_srli_epi32::<28>(v),
+    }
+}
+
+/// The body of [`group_f32`] for one format (as [`blocks_loop`] for the 8-bit activations).
+///
+/// # Safety
+/// `span` holds `blocks` blocks of `block_bytes`, `ahead` as many or none; `x` and `xsum` hold `N`
+/// rows; the CPU features of [`group_f32`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+#[allow(clippy::needless_range_loop)] // `j` indexes the accumulators and the activations at once
+unsafe fn f32_loop<const KIND: u8, const N: usize>(
+    span: &[u8],
+    ahead: &[u8],
+    block_bytes: usize,
+    blocks: usize,
+    x: &[f32],
+    xsum: &[f32],
+) -> [__m512; N] {
+    let cols = blocks * BLOCK;
+    // Q4 quants as floats, looked up by `vpermps` (which reads only an index's low four bits, so a
+    // nibble needs a shift but no mask); Q4_0's offset is in the table.
+    let table = if KIND == Q4_0_KIND {
+        _mm512_setr_ps(
+            -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0,
+        )
+    } else {
+        _mm512_setr_ps(
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+        )
+    };
+    // Q8_0: the packed bytes are `q ^ 0x80`.
+    let flip = _mm512_set1_epi8(-128);
+    let mut acc = [_mm512_setzero_ps(); N];
+    let split = N <= 4;
+    // Activation row `j`'s element `e` of block `b`, broadcast.
+    let xe = |j: usize, b: usize, e: usize| {
+        // SAFETY: `j < N`, `b < blocks`, `e < 32`: inside `x` (the caller's guarantee).
+        _mm512_set1_ps(unsafe { *x.get_unchecked(j * cols + b * BLOCK + e) })
+    };
+    for b in 0..blocks {
+        // SAFETY: block `b` of the span (the caller's guarantee); packed blocks are 64-byte
+        // aligned.
+        let p = unsafe { span.as_ptr().add(b * block_bytes) };
+        if !ahead.is_empty() {
+            for line in (b * block_bytes..(b + 1) * block_bytes).step_by(64) {
+                // SAFETY: inside `ahead` (as many blocks as `span`).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
+            }
+        }
+        let mut dot = [[_mm512_setzero_ps(); N]; 2];
+        if KIND == Q8_0_KIND {
+            for c in 0..8 {
+                // SAFETY: chunk `c` of the block, an aligned 64-byte line.
+                let v = unsafe { _mm512_load_si512(p.add(SCALE_BYTES + 64 * c).cast()) };
+                // The signed quants (a float sum over `q + 128` would lose bits to the offset),
+                // byte `k` sign-extended by shifting it to the top of its lane and back.
+                let v = _mm512_xor_si512(v, flip);
+                for k in 0..4 {
+                    let top = match k {
+                        0 => _mm512_slli_epi32::<24>(v),
+                        1 => _mm512_slli_epi32::<16>(v),
+                        2 => _mm512_slli_epi32::<8>(v),
+                        _ => v,
+                    };
+                    let q = _mm512_cvtepi32_ps(_mm512_srai_epi32::<24>(top));
+                    let h = usize::from(split && k % 2 == 1);
+                    for j in 0..N {
+                        dot[h][j] = _mm512_fmadd_ps(q, xe(j, b, 4 * c + k), dot[h][j]);
+                    }
+                }
+            }
+        } else {
+            for c in 0..4 {
+                // SAFETY: as above.
+                let v = unsafe { _mm512_load_si512(p.add(SCALE_BYTES + 64 * c).cast()) };
+                for k in 0..4 {
+                    // Byte k: element 4c + k in the low nibble, 16 + 4c + k in the high one.
+                    let lo = _mm512_permutexvar_ps(shift(v, 8 * k as u32), table);
+                    let hi = _mm512_permutexvar_ps(shift(v, 8 * k as u32 + 4), table);
+                    let h = usize::from(split);
+                    for j in 0..N {
+                        dot[0][j] = _mm512_fmadd_ps(lo, xe(j, b, 4 * c + k), dot[0][j]);
+                        dot[h][j] = _mm512_fmadd_ps(hi, xe(j, b, 16 + 4 * c + k), dot[h][j]);
+                    }
+                }
+            }
+        }
+        // SAFETY: the block's scale area.
+        let dw = unsafe { _mm512_cvtph_ps(_mm256_load_si256(p.cast())) };
+        for j in 0..N {
+            let sum = if split {
+                _mm512_add_ps(dot[0][j], dot[1][j])
+            } else {
+                dot[0][j]
+            };
+            acc[j] = _mm512_fmadd_ps(sum, dw, acc[j]);
+        }
+        if KIND == Q4_1_KIND {
+            // SAFETY: as above.
+            let mw = unsafe { _mm512_cvtph_ps(_mm256_load_si256(p.add(32).cast())) };
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: inside `xsum` (the caller's guarantee).
+                let sx = unsafe { *xsum.get_unchecked(j * blocks + b) };
+                *a = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), *a);
+            }
+        }
+    }
+    acc
+}

@@ -80,8 +80,8 @@ unsafe fn lane(v: __m128, k: i32) -> __m512 {
 }
 
 /// Rows `first..first + out.len() / n` of `y = x Wᵀ` into `out` (`[n, task_rows]` tile).
-/// `xsum` holds the sum of every 32-block of every activation row (`[n, cols / 32]`), `xi` the
-/// whole tiles of eight rows laid out by [`super::avx512_x8::interleave`].
+/// `xsum` holds the sum of every 32-block of every activation row (`[n, cols / 32]`). (With two or
+/// more rows on CPUs with VNNI, the engine takes kiln-backend's packed kernel instead.)
 ///
 /// Four blocks per step, their f16 scales (and Q4_1 minimums) converted together. Q4 blocks are
 /// dequantized by table lookup: the 16 values `d·q + m` of a block are one FMA on `0..16`, and
@@ -94,7 +94,6 @@ unsafe fn lane(v: __m128, k: i32) -> __m512 {
 pub(crate) unsafe fn rows(
     w: &QuantMatrix,
     x: &[f32],
-    xi: &[f32],
     xsum: &[f32],
     n: usize,
     first: usize,
@@ -111,18 +110,6 @@ pub(crate) unsafe fn rows(
     let task_rows = out.len() / n;
     for i0 in (0..n).step_by(ACT_TILE) {
         let m = ACT_TILE.min(n - i0);
-        if m == ACT_TILE {
-            // SAFETY: as this function's contract; the tile's activation and output rows.
-            unsafe {
-                super::avx512_x8::rows8(
-                    w,
-                    &xi[i0 * cols..(i0 + ACT_TILE) * cols],
-                    first,
-                    &mut out[i0 * task_rows..(i0 + ACT_TILE) * task_rows],
-                );
-            }
-            continue;
-        }
         for r in 0..task_rows {
             let row = w.row(first + r).as_ptr();
             let mut acc = [_mm512_setzero_ps(); ACT_TILE];

@@ -10,7 +10,7 @@
 use half::f16;
 use std::ops::Range;
 
-use kiln_backend::kernels::{QuantMatrix, Scratch, WeightFormat, matmul_rows_strided};
+use kiln_backend::kernels::{self, QuantMatrix, Scratch, WeightFormat, matmul_rows_strided};
 
 use super::team::Buf;
 use rayon::prelude::*;
@@ -143,7 +143,6 @@ fn run_rows(
     isa: Isa,
     w: &QuantMatrix,
     x: &[f32],
-    xi: &[f32],
     xsum: &[f32],
     n: usize,
     first: usize,
@@ -153,7 +152,7 @@ fn run_rows(
         // SAFETY: `Isa::Avx512`: every feature the kernel enables was detected; `w` is a block
         // format (checked by `matmul_exact`) and the slices are sized by it.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { super::avx512::rows(w, x, xi, xsum, n, first, out) },
+        Isa::Avx512 => unsafe { super::avx512::rows(w, x, xsum, n, first, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { rows_avx2(w, x, n, first, out) },
@@ -282,15 +281,24 @@ pub(crate) fn mode(format: WeightFormat, n: usize, int8: bool) -> Mode {
 pub(crate) struct RowBufs {
     scratch: Scratch,
     xsum: Vec<f32>,
-    /// Whole tiles of eight activation rows, block-interleaved for the AVX-512 eight-row kernel.
-    xi: Vec<f32>,
     tmp: Vec<f32>,
     tile: Vec<f32>,
     /// The instruction set of the exact kernels (tests force each one; `None`: the best).
     isa: Option<Isa>,
+    /// Keeps exact products off kiln-backend's packed kernel (tests of the engine's own kernels).
+    unpacked: bool,
 }
 
 impl RowBufs {
+    /// Whether exact products of `n` rows with weights in `format` go through kiln-backend's packed
+    /// kernel with f32 activations (AVX-512, two or more rows; not when a test forces another
+    /// instruction set).
+    fn packed(&self, format: WeightFormat, n: usize) -> bool {
+        !self.unpacked
+            && self.isa.unwrap_or_else(isa) == Isa::Avx512
+            && kernels::packed_for(format, n)
+    }
+
     /// Prepares `n` activation rows `x` for [`RowBufs::rows_into`] on weights in `format`.
     pub(crate) fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize, int8: bool) {
         match mode(format, n, int8) {
@@ -299,10 +307,6 @@ impl RowBufs {
                 self.xsum.clear();
                 self.xsum
                     .extend(x.chunks_exact(BLOCK).map(|b| b.iter().sum::<f32>()));
-                #[cfg(target_arch = "x86_64")]
-                if n >= ACT_TILE && self.isa.unwrap_or_else(isa) == Isa::Avx512 {
-                    super::avx512_x8::interleave(x, n, x.len() / n, &mut self.xi);
-                }
             }
             Mode::Gemm => {}
         }
@@ -364,6 +368,26 @@ impl RowBufs {
                     r0 += r;
                 }
             }
+            Mode::Exact if self.packed(w.format(), n) => {
+                assert!(
+                    (n - 1) * stride + col0 + len <= y.len(),
+                    "matmul output outside y"
+                );
+                // SAFETY: element (j, i) is `y[j * stride + col0 + i]`, inside `y` (checked
+                // above) and exclusively ours (the caller's guarantee).
+                unsafe {
+                    kernels::matmul_rows_f32_strided(
+                        w,
+                        x,
+                        &self.xsum,
+                        n,
+                        rows,
+                        y.ptr(),
+                        stride,
+                        col0,
+                    );
+                }
+            }
             Mode::Exact => {
                 let isa = self.isa.unwrap_or_else(isa);
                 let mut r0 = rows.start;
@@ -371,28 +395,10 @@ impl RowBufs {
                     let r = ROWS_PER_TASK.min(rows.end - r0);
                     let off = r0 - rows.start;
                     if n == 1 {
-                        run_rows(
-                            isa,
-                            w,
-                            x,
-                            &self.xi,
-                            &self.xsum,
-                            1,
-                            r0,
-                            &mut dst(0)[off..off + r],
-                        );
+                        run_rows(isa, w, x, &self.xsum, 1, r0, &mut dst(0)[off..off + r]);
                     } else {
                         self.tmp.resize(n * r, 0.0);
-                        run_rows(
-                            isa,
-                            w,
-                            x,
-                            &self.xi,
-                            &self.xsum,
-                            n,
-                            r0,
-                            &mut self.tmp[..n * r],
-                        );
+                        run_rows(isa, w, x, &self.xsum, n, r0, &mut self.tmp[..n * r]);
                         for j in 0..n {
                             dst(j)[off..off + r].copy_from_slice(&self.tmp[j * r..(j + 1) * r]);
                         }
@@ -435,14 +441,25 @@ mod tests {
     }
 
     /// `y = x Wᵀ` through [`RowBufs`] in three uneven row ranges (as a team's members compute
-    /// it), on the instruction set `isa` for the exact kernels.
-    fn rows_split_with(isa: Isa, w: &QuantMatrix, x: &[f32], n: usize, y: &mut [f32]) {
+    /// it), on the instruction set `isa` for the exact kernels (`unpacked`: never kiln-backend's
+    /// packed kernel).
+    fn rows_split_with(
+        isa: Isa,
+        unpacked: bool,
+        w: &QuantMatrix,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+    ) {
         let rows = w.rows();
         let buf = Buf::new(y);
         for range in [0..rows / 3, rows / 3..rows / 2 + 1, rows / 2 + 1..rows] {
-            let mut b = RowBufs::default();
+            let mut b = RowBufs {
+                isa: Some(isa),
+                unpacked,
+                ..RowBufs::default()
+            };
             b.prepare(w.format(), x, n, false);
-            b.isa = Some(isa);
             // SAFETY: `buf` is `y`, which nothing else touches meanwhile.
             let col0 = range.start;
             unsafe { b.rows_into(w, x, n, range, buf, rows, col0, false) };
@@ -474,13 +491,16 @@ mod tests {
             .unwrap();
             let m = QuantMatrix::new(format, rows, cols, bytes).unwrap();
             let deq = m.dequantize();
-            for n in [1usize, 3, 11, 17] {
+            for n in [1usize, 3, 8, 11, 17] {
                 let x: Vec<f32> = (0..n * cols)
                     .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.7)
                     .collect();
                 let mut y = vec![0f32; n * rows];
-                for isa in available() {
-                    rows_split_with(isa, &m, &x, n, &mut y);
+                for (isa, unpacked) in available()
+                    .into_iter()
+                    .flat_map(|isa| [(isa, false), (isa, true)])
+                {
+                    rows_split_with(isa, unpacked, &m, &x, n, &mut y);
                     for i in 0..n {
                         for r in 0..rows {
                             let want: f32 =
@@ -488,7 +508,8 @@ mod tests {
                             let got = y[i * rows + r];
                             assert!(
                                 (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                                "{format} {isa:?} cols={cols} n={n} [{i},{r}]: {got} vs {want}"
+                                "{format} {isa:?} (unpacked: {unpacked}) cols={cols} n={n} \
+                                 [{i},{r}]: {got} vs {want}"
                             );
                         }
                     }

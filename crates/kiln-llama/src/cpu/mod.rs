@@ -39,8 +39,6 @@ impl std::str::FromStr for Activations {
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-#[cfg(target_arch = "x86_64")]
-mod avx512_x8;
 mod forward;
 pub(crate) mod matmul;
 mod pass;
