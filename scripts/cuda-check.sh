@@ -11,6 +11,10 @@ log() { echo "[cuda-check] $*" >&2; }
 llvm="$(bash scripts/cuda-llvm.sh)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kiln/target}-cuda"
 start=$(date +%s)
+# The crates the `cuda` feature adds come from crates.io like every other dependency (a fresh
+# machine has none of them cached); the checks themselves then run offline, so that nothing but
+# cargo's registry is reached.
+cargo fetch --locked
 XDG_DATA_HOME="$llvm" cargo check --offline --locked -p kiln-cli --features cuda
 XDG_DATA_HOME="$llvm" cargo check --offline --locked -p kiln-llama --features cuda --tests
 log "cargo check --features cuda: ok in $(( $(date +%s) - start )) s"
