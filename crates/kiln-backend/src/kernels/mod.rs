@@ -69,7 +69,7 @@ mod x86_packed;
 #[cfg(target_arch = "x86_64")]
 mod x86_quant;
 
-use packed::packed_path;
+use packed::packed_int8;
 #[cfg(target_arch = "x86_64")]
 use packed::{PackedInput, packed_rows};
 pub use packed::{matmul_rows_f32_strided, packed_for};
@@ -210,6 +210,11 @@ pub struct QuantMatrix {
     /// The copy repacked for the AVX-512 several-row kernel, made on first use (shared by clones).
     #[cfg(target_arch = "x86_64")]
     packed: Arc<OnceLock<x86_packed::Packed>>,
+    /// Set by [`QuantMatrix::pack`]: single-row products read the packed copy too (a copy made by
+    /// a batch alone leaves them on the GGUF layout, so that their results do not depend on
+    /// whether a batch ran before).
+    #[cfg(target_arch = "x86_64")]
+    single_packed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for QuantMatrix {
@@ -267,6 +272,8 @@ impl QuantMatrix {
             data: Storage::Owned(data),
             #[cfg(target_arch = "x86_64")]
             packed: Arc::default(),
+            #[cfg(target_arch = "x86_64")]
+            single_packed: Arc::default(),
         })
     }
 
@@ -303,6 +310,8 @@ impl QuantMatrix {
             },
             #[cfg(target_arch = "x86_64")]
             packed: Arc::default(),
+            #[cfg(target_arch = "x86_64")]
+            single_packed: Arc::default(),
         })
     }
 
@@ -350,6 +359,32 @@ impl QuantMatrix {
             return p.len_bytes();
         }
         0
+    }
+
+    /// Makes the repacked copy now (see [`Self::packed_bytes`]), on CPUs and formats where the
+    /// packed kernels run (a no-op elsewhere): from then on products with 8-bit activations read
+    /// it for a single activation row too ([`matvec`], [`matmul_rows`] with `n = 1`), which streams
+    /// faster than the GGUF layout (one sequential stream of sixteen rows per task), at the cost
+    /// of holding both copies.
+    pub fn pack(&self) {
+        #[cfg(target_arch = "x86_64")]
+        if packed::packed_path(SimdPath::detect(), self.format, 2) {
+            let _ = self.packed();
+            self.single_packed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Whether [`Self::pack`] was called (and made the copy): single rows read it.
+    fn single_packed(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self
+            .single_packed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return true;
+        }
+        false
     }
 
     /// The repacked copy (see [`Self::packed_bytes`]), made now if it was not yet.
@@ -529,6 +564,10 @@ pub fn matvec_with(
     assert!(path.is_supported(), "SIMD path {path:?} is not supported");
     assert_eq!(x.len(), w.cols, "matvec: x.len() != cols");
     assert_eq!(y.len(), w.rows, "matvec: y.len() != rows");
+    if packed_int8(path, w, 1) {
+        matmul_with(path, w, x, 1, y, scratch);
+        return;
+    }
     let input = if w.format.is_quantized() {
         scratch.quantize(x);
         Input::Q8(scratch.view(0, w.cols / BLOCK))
@@ -698,7 +737,7 @@ pub unsafe fn matmul_rows_strided(
     // Two or more activation rows on AVX-512 go through the packed kernel in one call (it walks the
     // rows' groups itself); other cases in chunks of rows that stay in cache while every
     // activation row passes over them.
-    let step = if packed_path(path, w.format, n) {
+    let step = if packed_int8(path, w, n) {
         rows.len().max(1)
     } else {
         MATMUL_ROWS_PER_TASK
@@ -766,7 +805,7 @@ unsafe fn chunk(
         std::slice::from_raw_parts_mut(out.get().add(j * stride + col0), r1 - r0)
     };
     #[cfg(target_arch = "x86_64")]
-    if packed_path(path, w.format, n) {
+    if packed_int8(path, w, n) {
         // SAFETY: the caller's guarantees (AVX-512 F/BW/VL/VNNI, F16C and FMA come with the path).
         unsafe { packed_rows(w, n, PackedInput::Int8(scratch), rows, out, stride, col0) };
         return;

@@ -8,7 +8,7 @@ use super::{BLOCK, QuantMatrix, SharedOut, SimdPath, WeightFormat};
 use super::{Scratch, x86_packed};
 
 /// Whether products of `n` activation rows with weights in `format` on `path` go through the
-/// packed kernel.
+/// packed kernels when the matrix has no packed copy yet (they make it).
 pub(super) fn packed_path(path: SimdPath, format: WeightFormat, n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     if path == SimdPath::Avx512 && n >= x86_packed::MIN_ACTS && x86_packed::covers(format) {
@@ -16,6 +16,12 @@ pub(super) fn packed_path(path: SimdPath, format: WeightFormat, n: usize) -> boo
     }
     let _ = (path, format, n);
     false
+}
+
+/// Whether products of `n ≥ 1` rows of 8-bit activations with `w` on `path` go through the packed
+/// kernels: as [`packed_path`], and single rows too once [`QuantMatrix::pack`] was called on `w`.
+pub(super) fn packed_int8(path: SimdPath, w: &QuantMatrix, n: usize) -> bool {
+    packed_path(path, w.format(), n.max(2)) && (n >= 2 || w.single_packed())
 }
 
 /// Whether products of `n` activation rows with weights in `format` run on this CPU through the

@@ -45,17 +45,26 @@ impl Scratch {
 
     /// Prepares `n` activation rows `x` (`n` times the matrix's width) for products with weights
     /// in `format`, for [`matmul_rows`](super::matmul_rows): quantized to 8 bits per block for
-    /// Q4_0, Q4_1 and Q8_0 (with, on AVX-512 and `n ≥ 2`, the blocks' integer offset terms for the
-    /// packed kernel), reordered for NF4, nothing for the float formats (they read `x` itself).
+    /// Q4_0, Q4_1 and Q8_0 (with, on AVX-512, the blocks' integer offset terms for the packed
+    /// kernel), reordered for NF4, nothing for the float formats (they read `x` itself).
     ///
     /// # Panics
     /// When `x.len()` is not a multiple of `n` or a row is not a whole number of 32-blocks.
     pub fn prepare(&mut self, format: WeightFormat, x: &[f32], n: usize) {
+        assert!(
+            if n == 0 {
+                x.is_empty()
+            } else {
+                x.len().is_multiple_of(n)
+            },
+            "prepare: x.len() {} is not {n} rows",
+            x.len()
+        );
         if format.is_quantized() {
             self.quantize(x);
             self.off.clear();
             #[cfg(target_arch = "x86_64")]
-            if n >= x86_packed::MIN_ACTS && SimdPath::detect() == SimdPath::Avx512 {
+            if SimdPath::detect() == SimdPath::Avx512 {
                 let o = match format {
                     WeightFormat::Q4_0 => 8,
                     WeightFormat::Q8_0 => 128,

@@ -681,3 +681,74 @@ fn packed_f32_matches_the_reference() {
         }
     }
 }
+
+/// After `pack()`, single-row products with 8-bit activations read the packed copy: `matvec` and
+/// `matmul_rows` with one row agree with the reference within the activation-quantization and
+/// rounding bounds, and with the GGUF-layout kernel on an unpacked copy of the bytes within the
+/// rounding bound (both see the same quantized activations).
+#[test]
+fn packed_single_rows_match_the_unpacked_kernel() {
+    let mut rng = StdRng::seed_from_u64(32);
+    for format in [WeightFormat::Q4_0, WeightFormat::Q4_1, WeightFormat::Q8_0] {
+        for (rows, cols) in [(577, 576), (19, 224), (7, 32)] {
+            let plain = random_matrix(&mut rng, format, rows, cols);
+            let packed = QuantMatrix::new(format, rows, cols, plain.bytes().to_vec()).unwrap();
+            packed.pack();
+            assert_eq!(plain.packed_bytes(), 0);
+            if !packed_for(format, 2) {
+                assert_eq!(
+                    packed.packed_bytes(),
+                    0,
+                    "packed on a CPU without the kernels"
+                );
+                continue;
+            }
+            assert!(packed.packed_bytes() >= rows * plain.row_bytes());
+            let x = random_x(&mut rng, cols);
+            let r = reference(&plain, &x);
+            let (mut a, mut b) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            matvec(&plain, &x, &mut a);
+            matvec(&packed, &x, &mut b);
+            let mut scratch = Scratch::new();
+            scratch.prepare(format, &x, 1);
+            let mut c = vec![f32::NAN; rows];
+            let cut = rows / 3 + 1;
+            matmul_rows(&packed, &x, 1, &scratch, 0..cut, &mut c[..cut]);
+            matmul_rows(&packed, &x, 1, &scratch, cut..rows, &mut c[cut..]);
+            for i in 0..rows {
+                let dev = (f64::from(b[i]) - f64::from(a[i])).abs();
+                assert!(
+                    dev <= 2.0 * r.round[i],
+                    "{format} {rows}x{cols} row {i}: packed {} vs unpacked {}",
+                    b[i],
+                    a[i]
+                );
+                assert_eq!(
+                    b[i].to_bits(),
+                    c[i].to_bits(),
+                    "{format} row {i}: matvec vs rows"
+                );
+                let err = (f64::from(b[i]) - r.y[i]).abs();
+                assert!(
+                    err <= r.quant[i] + 2.0 * r.round[i],
+                    "{format} row {i}: {err:e}"
+                );
+            }
+        }
+    }
+}
+
+/// A packed copy made by a batch leaves single-row products on the GGUF layout: `matvec` gives the
+/// same bits before and after a product with several rows.
+#[test]
+fn a_batch_does_not_change_single_row_results() {
+    let mut rng = StdRng::seed_from_u64(33);
+    let w = random_matrix(&mut rng, WeightFormat::Q4_1, 77, 224);
+    let x = random_x(&mut rng, 3 * 224);
+    let (mut before, mut after) = (vec![0.0; 77], vec![0.0; 77]);
+    matvec(&w, &x[..224], &mut before);
+    let mut y = vec![0.0; 3 * 77];
+    matmul(&w, &x, 3, &mut y);
+    matvec(&w, &x[..224], &mut after);
+    assert_eq!(before, after);
+}

@@ -301,8 +301,21 @@ impl CpuLlama {
     }
 
     /// Chooses the arithmetic of decode steps on block-quantized weights ([`Activations`]).
+    ///
+    /// [`Activations::Int8`] makes each block matrix's packed copy now
+    /// ([`QuantMatrix::pack`]; on CPUs with AVX-512 VNNI), which its single-row products then
+    /// read: the weights' memory twice over, for faster decode.
     pub fn set_activations(&mut self, activations: Activations) {
         self.activations = activations;
+        if activations == Activations::Int8 {
+            for layer in &self.layers {
+                layer.qkv.mats.iter().for_each(QuantMatrix::pack);
+                layer.o.pack();
+                layer.gate_up.mats.iter().for_each(QuantMatrix::pack);
+                layer.down.pack();
+            }
+            self.lm_head.pack();
+        }
     }
 
     /// A cache for the whole context.

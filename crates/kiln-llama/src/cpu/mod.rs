@@ -20,7 +20,9 @@ pub enum Activations {
     /// block and use integer dot products (AVX-512 VNNI, AVX2), and the key/value cache holds f16,
     /// as llama.cpp does: faster (attention reads half the bytes), and different from the exact
     /// result by the activation and cache rounding (on SmolLM2 the logits move by up to about 1,
-    /// which can change a greedy answer). Prefill keeps the exact GEMM path.
+    /// which can change a greedy answer). Prefill keeps the exact GEMM path. On CPUs with AVX-512
+    /// VNNI the block matrices also get a repacked copy (`QuantMatrix::pack`, their size again)
+    /// that single-sequence decode streams faster than the GGUF layout.
     Int8,
 }
 
