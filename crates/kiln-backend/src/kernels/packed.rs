@@ -26,19 +26,22 @@ pub(super) fn packed_int8(path: SimdPath, w: &QuantMatrix, n: usize) -> bool {
 
 /// Whether products of `n` activation rows with weights in `format` run on this CPU through the
 /// packed kernels (AVX-512 with VNNI, Q4_0/Q4_1/Q8_0, `n ≥ 2`): the case in which
-/// [`matmul_rows_strided`](super::matmul_rows_strided) (8-bit activations) and [`matmul_rows_f32_strided`] (f32 activations)
-/// read the repacked copy of the weights (see [`QuantMatrix::packed_bytes`]).
+/// [`matmul_rows_strided`](super::matmul_rows_strided) (8-bit activations) and
+/// [`matmul_rows_f32_strided`] (f32 activations) read the repacked copy of the weights (see
+/// [`QuantMatrix::packed_bytes`]). Single rows of 8-bit activations read it too once
+/// [`QuantMatrix::pack`] was called on the matrix.
 #[must_use]
 pub fn packed_for(format: WeightFormat, n: usize) -> bool {
     packed_path(SimdPath::detect(), format, n)
 }
 
-/// [`matmul_rows_strided`](super::matmul_rows_strided) with f32 activations (no 8-bit rounding; for callers that want the
-/// dequantize-then-multiply result up to summation order) through the packed kernel: the product of
-/// weight row `rows.start + i` with activation row `j` goes to `out[j * stride + col0 + i]`.
-/// `xsum` holds the sum of every 32-element block of every row of `x` (`n × cols / 32`, row-major),
-/// for Q4_1's minimums (other formats ignore it). Per block the quants (looked up or widened to f32) are
-/// multiplied with the activations in fused multiply-adds and the block's sum is scaled once.
+/// [`matmul_rows_strided`](super::matmul_rows_strided) with f32 activations (no 8-bit rounding;
+/// for callers that want the dequantize-then-multiply result up to summation order) through the
+/// packed kernel: the product of weight row `rows.start + i` with activation row `j` goes to
+/// `out[j * stride + col0 + i]`. `xsum` holds the sum of every 32-element block of every row of
+/// `x` (`n × cols / 32`, row-major), for Q4_1's minimums (other formats ignore it). Per block the
+/// quants (looked up or widened to f32) are multiplied with the activations in fused
+/// multiply-adds and the block's sum is scaled once.
 ///
 /// # Panics
 /// When [`packed_for`] is false for `w.format()` and `n`, the lengths do not match the matrix and
