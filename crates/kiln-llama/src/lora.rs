@@ -167,7 +167,8 @@ impl LlamaAdapter {
     /// factors for the burn engine.
     ///
     /// # Errors
-    /// [`Error::Lora`] naming the first module that does not exist or does not fit.
+    /// [`Error::Lora`](crate::Error::Lora) naming the first module that does not exist or does
+    /// not fit.
     pub fn new(
         adapter: Arc<LoraAdapter>,
         c: &LlamaConfig,

@@ -6,7 +6,7 @@
 //! - [`dequantize_into`] converts ggml data to `f32`, bit-exact with ggml's reference kernels.
 //! - [`tokenizer_from_gguf`] reproduces llama.cpp's SentencePiece (`"llama"`) and byte-level BPE
 //!   (`"gpt2"`) tokenizers.
-//! - [`GgufWriter`] writes GGUF files (tests and fixtures), quantizing with [`quantize`].
+//! - [`GgufWriter`] writes GGUF files (tests and fixtures), quantizing with [`quantize()`].
 //!
 //! Tensor layout: GGUF lists dimensions `ne[0]` (contiguous) first; [`GgufTensorInfo::shape`]
 //! reverses them into PyTorch order, so a linear layer's weight is `[out_features, in_features]`

@@ -13,9 +13,9 @@
 //! without properties (any keys), `items`, `minItems`, `maxItems`, `minLength`, `maxLength`, `enum`,
 //! `const`, `anyOf`, `oneOf`, `$ref` to `#/$defs/...` (recursion included), `true`/`{}` (any value),
 //! and annotations (`title`, `description`, `default`, `examples`, ...). Any other keyword
-//! (`pattern`, `format`, `minimum`, ...) is refused with [`Error::Schema`], so an output never fails
-//! validation silently. Whitespace between tokens is limited to 24 bytes in a row and numbers to 15
-//! digits, which keeps a small model from looping.
+//! (`pattern`, `format`, `minimum`, ...) is refused with [`Error::Schema`](crate::Error::Schema),
+//! so an output never fails validation silently. Whitespace between tokens is limited to 24 bytes
+//! in a row and numbers to 15 digits, which keeps a small model from looping.
 //!
 //! ```
 //! use kiln_prompt::structured::JsonConstraint;
