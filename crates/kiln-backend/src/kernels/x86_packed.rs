@@ -57,6 +57,18 @@ impl Packed {
         self.lines.len() * 64
     }
 
+    /// Group `g`'s packed blocks, and the next group's (empty after the last group), which the
+    /// kernels fetch while they compute this one.
+    ///
+    /// # Panics
+    /// When `g` is not a group of the matrix.
+    fn group_spans(&self, g: usize) -> (&[u8], &[u8]) {
+        let bytes = self.bytes();
+        let size = self.blocks * self.block_bytes;
+        let ahead = bytes.get((g + 1) * size..(g + 2) * size).unwrap_or(&[]);
+        (&bytes[g * size..(g + 1) * size], ahead)
+    }
+
     fn bytes(&self) -> &[u8] {
         // SAFETY: `Line` is `repr(C)` over `[u8; 64]` (no padding), so the lines are
         // `len · 64` initialized bytes.
@@ -166,11 +178,7 @@ pub(super) unsafe fn group<const N: usize>(
 ) {
     assert!(out.len() >= N, "packed kernel: outputs");
     let blocks = w.blocks;
-    let bytes = w.bytes();
-    let size = blocks * w.block_bytes;
-    let span = &bytes[g * size..(g + 1) * size];
-    // The next group, fetched while this one computes (empty after the last group).
-    let ahead = bytes.get((g + 1) * size..(g + 2) * size).unwrap_or(&[]);
+    let (span, ahead) = w.group_spans(g);
     assert!(
         acts.qs.len() >= N * blocks * BLOCK
             && acts.d.len() >= N * blocks
@@ -198,6 +206,24 @@ pub(super) unsafe fn group<const N: usize>(
         // SAFETY: `o` holds sixteen floats.
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
     }
+}
+
+/// The start of packed block `b` of `span` (64-byte aligned), after prefetching block `b` of `ahead`
+/// into L1 (when there is one).
+///
+/// # Safety
+/// `span` holds more than `b` blocks of `block_bytes`; `ahead` as many or none.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")]
+unsafe fn block_start(span: &[u8], ahead: &[u8], b: usize, block_bytes: usize) -> *const u8 {
+    if !ahead.is_empty() {
+        for line in (b * block_bytes..(b + 1) * block_bytes).step_by(64) {
+            // SAFETY: inside `ahead` (the caller's guarantee).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
+        }
+    }
+    // SAFETY: block `b` of `span` (the caller's guarantee).
+    unsafe { span.as_ptr().add(b * block_bytes) }
 }
 
 const Q4_0_KIND: u8 = 0;
@@ -239,15 +265,8 @@ unsafe fn blocks_loop<const KIND: u8, const N: usize>(
         _mm512_set1_epi32(v)
     };
     for b in 0..blocks {
-        // SAFETY: block `b` of the span (the caller's guarantee); packed blocks are 64-byte
-        // aligned.
-        let p = unsafe { span.as_ptr().add(b * block_bytes) };
-        if !ahead.is_empty() {
-            for line in (b * block_bytes..(b + 1) * block_bytes).step_by(64) {
-                // SAFETY: inside `ahead` (as many blocks as `span`).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
-            }
-        }
+        // SAFETY: the caller's guarantee on `span` and `ahead`.
+        let p = unsafe { block_start(span, ahead, b, block_bytes) };
         let mut dot = [[_mm512_setzero_si512(); N]; 2];
         if KIND != Q4_1_KIND {
             for (j, d) in dot[0].iter_mut().enumerate() {
@@ -325,10 +344,7 @@ pub(super) unsafe fn group_f32<const N: usize>(
 ) {
     assert!(out.len() >= N, "packed kernel: outputs");
     let blocks = w.blocks;
-    let bytes = w.bytes();
-    let size = blocks * w.block_bytes;
-    let span = &bytes[g * size..(g + 1) * size];
-    let ahead = bytes.get((g + 1) * size..(g + 2) * size).unwrap_or(&[]);
+    let (span, ahead) = w.group_spans(g);
     assert!(
         x.len() >= N * blocks * BLOCK && xsum.len() >= N * blocks,
         "packed kernel: activations"
@@ -401,15 +417,8 @@ unsafe fn f32_loop<const KIND: u8, const N: usize>(
         _mm512_set1_ps(unsafe { *x.get_unchecked(j * cols + b * BLOCK + e) })
     };
     for b in 0..blocks {
-        // SAFETY: block `b` of the span (the caller's guarantee); packed blocks are 64-byte
-        // aligned.
-        let p = unsafe { span.as_ptr().add(b * block_bytes) };
-        if !ahead.is_empty() {
-            for line in (b * block_bytes..(b + 1) * block_bytes).step_by(64) {
-                // SAFETY: inside `ahead` (as many blocks as `span`).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
-            }
-        }
+        // SAFETY: the caller's guarantee on `span` and `ahead`.
+        let p = unsafe { block_start(span, ahead, b, block_bytes) };
         let mut dot = [[_mm512_setzero_ps(); N]; 2];
         if KIND == Q8_0_KIND {
             for c in 0..8 {
